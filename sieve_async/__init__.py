@@ -1,0 +1,61 @@
+"""sieve_async: read Sieve API job history at scale, from asyncio.
+
+```python
+from sieve_async import SieveClient
+
+async with SieveClient() as sieve:
+    async for job in sieve.list_function_jobs("sieve", "retalker", status="finished"):
+        print(job.id, job.status, job.created_at)
+```
+"""
+
+from ._client import DEFAULT_BASE_URL, SieveClient
+from ._exceptions import (
+    SieveAPIError,
+    SieveAuthenticationError,
+    SieveConfigError,
+    SieveConnectionError,
+    SieveDecodeError,
+    SieveError,
+    SieveInvalidRequestError,
+    SieveNotFoundError,
+    SievePaginationError,
+    SievePermissionError,
+    SieveRateLimitError,
+    SieveServerError,
+    SieveTimeoutError,
+)
+from ._fanout import FanOut
+from ._models import Function, FunctionRef, FunctionVersion, Job, JobIO, JobStatus, Page, Restart
+from ._paginator import AsyncPaginator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AsyncPaginator",
+    "FanOut",
+    "Function",
+    "FunctionRef",
+    "FunctionVersion",
+    "Job",
+    "JobIO",
+    "JobStatus",
+    "Page",
+    "Restart",
+    "SieveAPIError",
+    "SieveAuthenticationError",
+    "SieveClient",
+    "SieveConfigError",
+    "SieveConnectionError",
+    "SieveDecodeError",
+    "SieveError",
+    "SieveInvalidRequestError",
+    "SieveNotFoundError",
+    "SievePaginationError",
+    "SievePermissionError",
+    "SieveRateLimitError",
+    "SieveServerError",
+    "SieveTimeoutError",
+    "__version__",
+]

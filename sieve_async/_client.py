@@ -1,0 +1,445 @@
+"""`SieveClient`: configuration, the ``list_*`` methods and the fan-out over many functions."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Hashable, Iterable
+from types import TracebackType
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from ._convert import structure
+from ._exceptions import SieveConfigError
+from ._fanout import FanOut, OnError
+from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
+from ._paginator import AsyncPaginator, Checkpoint, parse_checkpoint
+from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
+from ._tasks import TaskRegistry
+from ._transport import Transport, check_base_url
+from ._validate import check_name, check_non_negative, check_positive, check_status
+
+__all__ = ["DEFAULT_BASE_URL", "SieveClient"]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL: Final = "https://mango.sievedata.com"
+_MIB = 1 << 20
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _decode(status: int, body: bytes) -> RawPage:
+    return decode_page(body, status)
+
+
+class SieveClient:
+    """An async client for the Sieve API's listings.
+
+    Args:
+        api_key: the Sieve API key; defaults to the ``SIEVE_API_KEY`` environment variable.
+        base_url: the API root; defaults to ``SIEVE_API_URL``, then ``https://mango.sievedata.com``.
+        timeout: seconds one request attempt may take.
+        max_retries: further attempts for a retryable failure (408, 429, 5xx, connection
+            errors, timeouts, cut-short or non-JSON bodies).
+        max_connections: requests in flight at once across everything this client runs.
+        rate_limit: at most this many requests per second, or ``None``.
+        session: an ``aiohttp.ClientSession`` to use; the client will not close it.
+        allow_insecure_http: allow a plain ``http://`` base URL to a host that is not loopback.
+        retry_wait_initial: first backoff in seconds (doubling, with jitter).
+        retry_wait_max: the longest backoff between attempts.
+        retry_after_max: the longest server ``Retry-After`` that is honoured as asked.
+        max_response_bytes: the most bytes one response may take.
+
+    Raises:
+        SieveConfigError: no API key anywhere, or a base URL we refuse.
+        ValueError: a numeric option out of range.
+
+    Use it as ``async with SieveClient() as sieve:``, or call `aclose` when done: closing cancels
+    and awaits every background task it started.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        max_connections: int = 16,
+        rate_limit: float | None = None,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+        retry_wait_initial: float = 0.5,
+        retry_wait_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        max_response_bytes: int = 64 * _MIB,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("SIEVE_API_KEY")
+        if not key or not key.strip():
+            raise SieveConfigError(
+                "no Sieve API key: set the SIEVE_API_KEY environment variable "
+                "or pass SieveClient(api_key=...)"
+            )
+        for name, number in (
+            ("timeout", timeout),
+            ("retry_wait_initial", retry_wait_initial),
+            ("retry_wait_max", retry_wait_max),
+            ("retry_after_max", retry_after_max),
+        ):
+            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {number!r}")
+        if timeout == 0:
+            raise ValueError("timeout must be positive")
+        check_non_negative(max_retries, "max_retries")
+        check_positive(max_connections, "max_connections", allow_none=False)
+        check_positive(max_response_bytes, "max_response_bytes", allow_none=False)
+        if rate_limit is not None and (
+            isinstance(rate_limit, bool)
+            or not isinstance(rate_limit, int | float)
+            or rate_limit <= 0
+        ):
+            raise ValueError(f"rate_limit must be a positive number or None, got {rate_limit!r}")
+        url = base_url or os.environ.get("SIEVE_API_URL") or DEFAULT_BASE_URL
+        self._transport = Transport(
+            api_key=key.strip(),
+            base_url=check_base_url(url, allow_insecure_http=allow_insecure_http),
+            timeout=float(timeout),
+            max_retries=max_retries,
+            max_connections=max_connections,
+            rate_limit=rate_limit,
+            session=session,
+            retry_wait_initial=float(retry_wait_initial),
+            retry_wait_max=float(retry_wait_max),
+            retry_after_max=float(retry_after_max),
+            max_response_bytes=max_response_bytes,
+        )
+        self._tasks = TaskRegistry()
+        self._open: weakref.WeakSet[AsyncPaginator[Any] | FanOut] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return f"SieveClient(base_url={str(self._transport.base_url)!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API root this client talks to."""
+        return str(self._transport.base_url)
+
+    @property
+    def max_connections(self) -> int:
+        """The client-wide bound on requests in flight."""
+        return self._transport.max_connections
+
+    @property
+    def stats(self) -> Any:
+        """Counters of requests sent, retries made and pages decoded by this client."""
+        return self._transport.stats
+
+    async def __aenter__(self) -> SieveClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop everything this client runs, then close its session (unless it was passed in)."""
+        with anyio.CancelScope(shield=True):
+            for resource in list(self._open):
+                await resource.aclose()
+            await self._tasks.aclose()
+            await self._transport.aclose()
+
+    # -- listings ----------------------------------------------------------------------------
+
+    def list_function_jobs(
+        self,
+        owner: str,
+        function: str,
+        *,
+        status: JobStatus | str | None = None,
+        page_size: int | None = None,
+        offset: int = 0,
+        max_items: int | None = None,
+        read_ahead: int = 0,
+        resume: Checkpoint | None = None,
+    ) -> AsyncPaginator[Job]:
+        """Jobs of one function, newest first (``GET /v2/functions/{owner}/{function}/jobs``).
+
+        Args:
+            owner: the function's owner (organisation) name.
+            function: the function's name.
+            status: only jobs in this status (``queued``, ``processing``, ``error``,
+                ``finished``, ``cancelled``).
+            page_size: the ``limit`` to ask for; the server may cap it lower.
+            offset: skip this many jobs first.
+            max_items: stop after this many jobs.
+            read_ahead: fetch up to this many further pages while the current one is consumed.
+            resume: a ``checkpoint`` of an earlier paginator over the same listing.
+
+        Raises:
+            ValueError: an argument is out of range; raised here, before any request.
+        """
+        path = (
+            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
+            f"{_segment(check_name(function, 'function'))}/jobs"
+        )
+        return self._paginate(
+            path,
+            Job,
+            id_key,
+            status=check_status(status),
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            read_ahead=read_ahead,
+            resume=resume,
+        )
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        page_size: int | None = None,
+        offset: int = 0,
+        max_items: int | None = None,
+        read_ahead: int = 0,
+        resume: Checkpoint | None = None,
+    ) -> AsyncPaginator[Job]:
+        """Every job of the organisation, newest first (``GET /v2/jobs``).
+
+        Takes the keyword options of `list_function_jobs`.
+        """
+        return self._paginate(
+            "/v2/jobs",
+            Job,
+            id_key,
+            status=check_status(status),
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            read_ahead=read_ahead,
+            resume=resume,
+        )
+
+    def list_functions(
+        self,
+        *,
+        page_size: int | None = None,
+        offset: int = 0,
+        max_items: int | None = None,
+        read_ahead: int = 0,
+        resume: Checkpoint | None = None,
+    ) -> AsyncPaginator[Function]:
+        """The functions visible to this key (``GET /v2/functions``).
+
+        Takes the keyword options of `list_function_jobs`, except ``status``.
+        """
+        return self._paginate(
+            "/v2/functions",
+            Function,
+            function_key,
+            status=None,
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            read_ahead=read_ahead,
+            resume=resume,
+        )
+
+    def list_function_versions(
+        self,
+        owner: str,
+        function: str,
+        *,
+        page_size: int | None = None,
+        offset: int = 0,
+        max_items: int | None = None,
+        read_ahead: int = 0,
+        resume: Checkpoint | None = None,
+    ) -> AsyncPaginator[FunctionVersion]:
+        """The versions of one function (``GET /v2/functions/{owner}/{function}/versions``).
+
+        Takes the keyword options of `list_function_jobs`, except ``status``.
+        """
+        path = (
+            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
+            f"{_segment(check_name(function, 'function'))}/versions"
+        )
+        return self._paginate(
+            path,
+            FunctionVersion,
+            id_key,
+            status=None,
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            read_ahead=read_ahead,
+            resume=resume,
+        )
+
+    def list_version_jobs(
+        self,
+        owner: str,
+        function: str,
+        version: str,
+        *,
+        status: JobStatus | str | None = None,
+        page_size: int | None = None,
+        offset: int = 0,
+        max_items: int | None = None,
+        read_ahead: int = 0,
+        resume: Checkpoint | None = None,
+    ) -> AsyncPaginator[Job]:
+        """Jobs of one version of a function, newest first.
+
+        ``GET /v2/functions/{owner}/{function}/versions/{version}/jobs``; ``version`` is an id,
+        an id prefix or ``latest``. Takes the keyword options of `list_function_jobs`.
+        """
+        path = (
+            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
+            f"{_segment(check_name(function, 'function'))}/versions/"
+            f"{_segment(check_name(version, 'version'))}/jobs"
+        )
+        return self._paginate(
+            path,
+            Job,
+            id_key,
+            status=check_status(status),
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            read_ahead=read_ahead,
+            resume=resume,
+        )
+
+    def list_jobs_for_functions(
+        self,
+        functions: Iterable[str | tuple[str, str] | FunctionRef],
+        *,
+        concurrency: int = 8,
+        status: JobStatus | str | None = None,
+        page_size: int | None = None,
+        on_error: OnError = "raise",
+        buffer_size: int | None = None,
+    ) -> FanOut:
+        """Jobs of many functions at once, as ``(ref, job)`` pairs in arrival order.
+
+        Args:
+            functions: ``"owner/function"`` strings, ``(owner, function)`` pairs or `FunctionRef`.
+            concurrency: requests in flight for this call at most (and never more than the
+                client's ``max_connections``).
+            status: only jobs in this status.
+            page_size: the ``limit`` to ask for.
+            on_error: ``"raise"`` stops everything at the first failed listing and raises its
+                error; ``"continue"`` finishes the others and records failures in ``.failures``.
+            buffer_size: jobs held between producers and the consumer (default: 4 per slot).
+
+        Raises:
+            ValueError: an argument is malformed; raised here, before any request.
+        """
+        if isinstance(functions, str | FunctionRef):
+            raise ValueError("functions must be a list of 'owner/function' names, not one name")
+        refs: dict[FunctionRef, None] = {}
+        for spec in functions:
+            refs[FunctionRef.parse(spec)] = None
+        check_positive(concurrency, "concurrency", allow_none=False)
+        checked_status = check_status(status)
+        check_positive(page_size, "page_size")
+        if on_error not in ("raise", "continue"):
+            raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
+        buffer = check_positive(buffer_size, "buffer_size") or 4 * concurrency
+
+        def listing(ref: FunctionRef, limiter: anyio.CapacityLimiter) -> AsyncPaginator[Job]:
+            path = f"/v2/functions/{_segment(ref.owner_name)}/{_segment(ref.name)}/jobs"
+            return self._paginate(
+                path,
+                Job,
+                id_key,
+                status=checked_status,
+                page_size=page_size,
+                offset=0,
+                max_items=None,
+                read_ahead=0,
+                resume=None,
+                limiter=limiter,
+                track=False,
+            )
+
+        fan_out = FanOut(
+            refs=list(refs),
+            listing=listing,
+            concurrency=concurrency,
+            on_error=on_error,
+            buffer_size=buffer,
+            tasks=self._tasks,
+        )
+        self._open.add(fan_out)
+        return fan_out
+
+    def _paginate(
+        self,
+        path: str,
+        cls: type[T],
+        key: Any,
+        *,
+        status: str | None,
+        page_size: int | None,
+        offset: int,
+        max_items: int | None,
+        read_ahead: int,
+        resume: Checkpoint | None,
+        limiter: anyio.CapacityLimiter | None = None,
+        track: bool = True,
+    ) -> AsyncPaginator[T]:
+        check_positive(page_size, "page_size")
+        check_non_negative(offset, "offset")
+        check_non_negative(max_items, "max_items", allow_none=True)
+        check_non_negative(read_ahead, "read_ahead")
+        listing = path if status is None else f"{path}?status={status}"
+        last: Hashable | None = None
+        recent: list[Hashable] = []
+        if resume is not None:
+            if offset:
+                raise ValueError("pass either offset= or resume=, not both")
+            offset, last, recent = parse_checkpoint(resume, listing)
+        cursor = Cursor(
+            page_size=page_size,
+            offset=offset,
+            max_items=max_items,
+            key=key,
+            last_key=last,
+            recent=recent,
+        )
+        base_params = {} if status is None else {"status": status}
+        transport = self._transport
+
+        async def fetch(window: Window) -> RawPage:
+            params = {**base_params, "offset": str(window.offset)}
+            if window.limit is not None:
+                params["limit"] = str(window.limit)
+            return await transport.get(path, params, _decode, limiter=limiter)
+
+        def structure_item(item: Any) -> T:
+            return structure(item, cls)
+
+        paginator = AsyncPaginator(
+            listing=listing,
+            fetch=fetch,
+            structure=structure_item,
+            cursor=cursor,
+            read_ahead=read_ahead,
+            tasks=self._tasks,
+        )
+        if track and read_ahead:
+            self._open.add(paginator)
+        return paginator

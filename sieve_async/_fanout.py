@@ -1,0 +1,160 @@
+"""Many job listings at once: bounded requests, bounded memory, clean cancellation.
+
+The producers run in an anyio task group that lives entirely inside one background task owned
+by the client, so no cancel scope is ever held open across a ``yield`` to the consumer. Items
+reach the consumer through a bounded memory object stream: a slow consumer blocks the
+producers, which then stop asking for pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Literal
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._exceptions import SieveError
+from ._models import FunctionRef, Job
+from ._paginator import AsyncPaginator
+from ._tasks import TaskRegistry, cancel_and_wait
+
+__all__ = ["FanOut", "OnError"]
+
+logger = logging.getLogger("sieve_async")
+
+OnError = Literal["raise", "continue"]
+ListingFactory = Callable[[FunctionRef, anyio.CapacityLimiter], AsyncPaginator[Job]]
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        return exc
+    return group  # pragma: no cover - an exception group is never empty
+
+
+class FanOut:
+    """``(ref, job)`` pairs from many job listings, interleaved as they arrive.
+
+    Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for``; use
+    ``async with`` or `aclose` to stop early. With ``on_error="continue"``, `failures` lists the
+    listings that failed, once iteration has ended.
+    """
+
+    def __init__(
+        self,
+        *,
+        refs: Sequence[FunctionRef],
+        listing: ListingFactory,
+        concurrency: int,
+        on_error: OnError,
+        buffer_size: int,
+        tasks: TaskRegistry,
+    ) -> None:
+        self.refs = tuple(refs)
+        self.concurrency = concurrency
+        self.on_error = on_error
+        #: ``(ref, error)`` for each listing that failed under ``on_error="continue"``.
+        self.failures: list[tuple[FunctionRef, SieveError]] = []
+        #: Listings that ran to their end.
+        self.completed: list[FunctionRef] = []
+        self._listing = listing
+        self._buffer_size = buffer_size
+        self._tasks = tasks
+        self._send: MemoryObjectSendStream[tuple[FunctionRef, Job]] | None = None
+        self._receive: MemoryObjectReceiveStream[tuple[FunctionRef, Job]] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"<FanOut {len(self.refs)} listings, concurrency={self.concurrency}>"
+
+    def _start(self) -> MemoryObjectReceiveStream[tuple[FunctionRef, Job]]:
+        if self._receive is None:
+            send, receive = anyio.create_memory_object_stream[tuple[FunctionRef, Job]](
+                self._buffer_size
+            )
+            self._send, self._receive = send, receive
+            self._runner = self._tasks.spawn(self._run(send))
+        return self._receive
+
+    def __aiter__(self) -> FanOut:
+        return self
+
+    async def __anext__(self) -> tuple[FunctionRef, Job]:
+        if self._finished:
+            raise StopAsyncIteration
+        receive = self._start()
+        try:
+            return await receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
+        await self.aclose()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        raise StopAsyncIteration
+
+    async def __aenter__(self) -> FanOut:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every listing at once and wait until nothing is left running. Idempotent."""
+        self._finished = True
+        with anyio.CancelScope(shield=True):
+            if self._runner is not None:
+                await cancel_and_wait([self._runner])
+            for stream in (self._send, self._receive):
+                if stream is not None:
+                    stream.close()
+
+    async def _run(self, send: MemoryObjectSendStream[tuple[FunctionRef, Job]]) -> None:
+        requests = anyio.CapacityLimiter(self.concurrency)
+        # One listing per request slot: a listing's pages are sequential, so more open
+        # listings than slots would only fetch first pages the consumer may never want.
+        open_listings = anyio.Semaphore(self.concurrency)
+        try:
+            async with send, anyio.create_task_group() as group:
+                for ref in self.refs:
+                    group.start_soon(self._produce, ref, send, requests, open_listings)
+        except BaseExceptionGroup as group_error:
+            self._error = _first_error(group_error)
+        except Exception as error:  # pragma: no cover - task groups raise groups
+            self._error = error
+
+    async def _produce(
+        self,
+        ref: FunctionRef,
+        send: MemoryObjectSendStream[tuple[FunctionRef, Job]],
+        requests: anyio.CapacityLimiter,
+        open_listings: anyio.Semaphore,
+    ) -> None:
+        async with open_listings:
+            paginator = self._listing(ref, requests)
+            try:
+                async for job in paginator:
+                    await send.send((ref, job))
+            except SieveError as error:
+                if self.on_error == "raise":
+                    raise
+                logger.warning("listing %s failed: %s", ref, error)
+                self.failures.append((ref, error))
+                return
+            finally:
+                await paginator.aclose()
+            self.completed.append(ref)

@@ -1,0 +1,224 @@
+"""Drives the sans-I/O `Cursor` over the transport: items, pages, read-ahead and checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from ._models import Page
+from ._paging import Accepted, Cursor, RawPage, Window
+from ._tasks import TaskRegistry, cancel_and_wait
+
+__all__ = ["AsyncPaginator", "Checkpoint", "parse_checkpoint"]
+
+T = TypeVar("T")
+
+Checkpoint = dict[str, Any]
+CHECKPOINT_VERSION = 1
+#: Recently delivered ids a checkpoint carries, so a resumed cursor can re-anchor even when the
+#: very last delivered job has since left the listing.
+_CHECKPOINT_RECENT = 8
+
+
+def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, list[Hashable]]:
+    """Validate a checkpoint for ``listing``; return its offset, last id and recent ids.
+
+    Raises:
+        ValueError: it is not a checkpoint, or it belongs to another listing.
+    """
+    if not isinstance(value, dict) or value.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"resume= takes a paginator's .checkpoint, got {value!r}")
+    if value.get("listing") != listing:
+        raise ValueError(
+            f"this checkpoint belongs to listing {value.get('listing')!r}, not {listing!r}"
+        )
+    offset = value.get("offset")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"checkpoint offset must be a non-negative integer, got {offset!r}")
+    last = value.get("last_id")
+    recent = value.get("recent") or []
+    if not isinstance(recent, list):
+        raise ValueError("checkpoint 'recent' must be a list of ids")
+    return offset, last, recent
+
+
+class AsyncPaginator(Generic[T]):
+    """Every item of one listing, fetched page by page; see the ``list_*`` methods of the client.
+
+    Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them.
+    No request is sent until iteration starts. `checkpoint` may be read at any time and passed
+    back as ``resume=`` to continue after the last item delivered.
+
+    Breaking out of ``async for`` early is safe; with ``read_ahead`` pages may still be in flight,
+    which `aclose` (or ``async with paginator:``, or closing the client) cancels.
+    """
+
+    def __init__(
+        self,
+        *,
+        listing: str,
+        fetch: Callable[[Window], Awaitable[RawPage]],
+        structure: Callable[[Any], T],
+        cursor: Cursor,
+        read_ahead: int,
+        tasks: TaskRegistry,
+    ) -> None:
+        self._listing = listing
+        self._fetch = fetch
+        self._structure = structure
+        self._cursor = cursor
+        self._read_ahead = read_ahead
+        self._tasks = tasks
+        self._buffer: deque[Accepted] = deque()
+        self._buffer_window: Window | None = None
+        self._inflight: deque[tuple[Window, asyncio.Task[RawPage]]] = deque()
+        self._delivered_position = cursor.position
+        self._delivered_last = cursor.last_key
+        self._delivered_recent: deque[Hashable] = deque(
+            cursor.recent_keys(_CHECKPOINT_RECENT), maxlen=_CHECKPOINT_RECENT
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncPaginator {self._listing} at offset {self._delivered_position}>"
+
+    # -- public surface ----------------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Where this listing stands: a JSON-serialisable dict for ``resume=``."""
+        recent = [k for k in self._delivered_recent if k != self._delivered_last]
+        return {
+            "version": CHECKPOINT_VERSION,
+            "listing": self._listing,
+            "offset": self._delivered_position,
+            "last_id": self._delivered_last,
+            "recent": recent,
+        }
+
+    @property
+    def requests(self) -> int:
+        """How many pages this paginator has received so far."""
+        return self._cursor.requests
+
+    def __aiter__(self) -> AsyncPaginator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._buffer:
+            if not await self._fill():
+                raise StopAsyncIteration
+        accepted = self._buffer[0]
+        item = self._structure(accepted.item)
+        self._buffer.popleft()
+        self._mark_delivered(accepted)
+        return item
+
+    def pages(self) -> _PageIterator[T]:
+        """Iterate `Page` objects instead of items (the rest of a partly read page comes first)."""
+        return _PageIterator(self)
+
+    async def collect(self) -> list[T]:
+        """Every remaining item as a list (at most ``max_items``)."""
+        return [item async for item in self]
+
+    async def aclose(self) -> None:
+        """Stop: cancel pages still in flight. Idempotent."""
+        self._closed = True
+        self._buffer.clear()
+        # Shielded: closing often happens while the caller itself is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._drop_inflight()
+
+    async def __aenter__(self) -> AsyncPaginator[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _mark_delivered(self, accepted: Accepted) -> None:
+        self._delivered_position = accepted.position
+        self._delivered_last = accepted.key
+        self._delivered_recent.append(accepted.key)
+
+    async def _next_page(self) -> Page[T] | None:
+        while not self._buffer:
+            if not await self._fill():
+                return None
+        window = self._buffer_window
+        assert window is not None
+        batch = list(self._buffer)
+        items = [self._structure(a.item) for a in batch]
+        self._buffer.clear()
+        for accepted in batch:
+            self._mark_delivered(accepted)
+        next_offset = None if self._cursor.done else self._cursor.position
+        return Page(items=items, offset=window.offset, next_offset=next_offset)
+
+    async def _fill(self) -> bool:
+        """Fetch pages until one brings new items; False once the listing is complete."""
+        cursor = self._cursor
+        while not self._closed:
+            window = cursor.next_window()
+            if window is None:
+                await self._drop_inflight()
+                return False
+            prefetched: asyncio.Task[RawPage] | None = None
+            if self._inflight and self._inflight[0][0] == window:
+                prefetched = self._inflight.popleft()[1]
+            elif self._inflight:
+                # The list moved or the server's page size differs: the planned windows are stale.
+                await self._drop_inflight()
+            if self._read_ahead:
+                await self._top_up(cursor.plan(self._read_ahead + 1)[1:])
+            page = await (prefetched if prefetched is not None else self._fetch(window))
+            accepted = cursor.feed(window, page)
+            if accepted:
+                self._buffer.extend(accepted)
+                self._buffer_window = window
+                return True
+        return False
+
+    async def _top_up(self, planned: list[Window]) -> None:
+        queued = [w for w, _ in self._inflight]
+        if queued != planned[: len(queued)]:
+            await self._drop_inflight()
+            queued = []
+        for window in planned[len(queued) :]:
+            self._inflight.append((window, self._tasks.spawn(self._fetch_task(window))))
+
+    async def _fetch_task(self, window: Window) -> RawPage:
+        return await self._fetch(window)
+
+    async def _drop_inflight(self) -> None:
+        tasks = [task for _, task in self._inflight]
+        self._inflight.clear()
+        await cancel_and_wait(tasks)
+
+
+class _PageIterator(Generic[T]):
+    """``async for page in paginator.pages()``."""
+
+    def __init__(self, paginator: AsyncPaginator[T]) -> None:
+        self._paginator = paginator
+
+    def __aiter__(self) -> _PageIterator[T]:
+        return self
+
+    async def __anext__(self) -> Page[T]:
+        page = await self._paginator._next_page()
+        if page is None:
+            raise StopAsyncIteration
+        return page

@@ -1,0 +1,376 @@
+"""The only module that touches aiohttp: one GET in, decoded data or one of our errors out.
+
+It owns the API key header, timeouts, retries with backoff and ``Retry-After``, the client-wide
+bound on requests in flight, the optional requests-per-second limit, the redirect policy (the key
+never travels to another origin), and the cap on how many bytes one response may take.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import orjson
+import stamina
+from aiolimiter import AsyncLimiter
+from yarl import URL
+
+from ._exceptions import (
+    SieveAPIError,
+    SieveConfigError,
+    SieveConnectionError,
+    SieveDecodeError,
+    SieveError,
+    SieveTimeoutError,
+    api_error_for_status,
+)
+from ._paging import BODY_EXCERPT
+
+__all__ = ["RETRY_STATUSES", "Transport", "TransportStats", "parse_retry_after"]
+
+T = TypeVar("T")
+logger = logging.getLogger("sieve_async")
+
+#: Statuses worth another attempt (DESIGN.md, "Transport rules").
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_USER_AGENT = "sieve-async/0.1"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date.
+
+    RFC 9110 §10.2.3; a date in the past means no wait, and an unreadable value means no hint.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool) -> URL:
+    """Parse the base URL, refusing plain HTTP to anything but loopback unless allowed."""
+    url = URL(base_url.rstrip("/"))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise SieveConfigError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise SieveConfigError(
+            "base_url must not carry credentials, a query or a fragment; pass the key as api_key"
+        )
+    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+        raise SieveConfigError(
+            f"refusing plain http:// to {url.host}: the API key would travel unencrypted. "
+            "Use https://, or pass allow_insecure_http=True if you really mean it"
+        )
+    return url
+
+
+class TransportStats:
+    """Counters a progress display can read: requests sent, retries made, pages decoded."""
+
+    __slots__ = ("pages", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.pages = 0
+
+
+class _Retryable(Exception):
+    """Carries a retryable error of ours through stamina, with the wait the server asked for."""
+
+    def __init__(self, error: SieveError, wait: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+class Transport:
+    """Sends GET requests for the client: bounded, rate-limited, retried, and decoded.
+
+    Args:
+        api_key: the key sent as ``X-API-Key``; never logged or rendered.
+        base_url: the API's origin and path prefix.
+        timeout: seconds one attempt may take, connection to last byte.
+        max_retries: attempts after the first for a retryable failure.
+        max_connections: requests in flight at once, across everything using this transport.
+        rate_limit: requests per second at most, or ``None``.
+        session: an aiohttp session to use and not close.
+        retry_wait_initial: first backoff in seconds; doubles each retry, with jitter.
+        retry_wait_max: the longest backoff between two attempts.
+        retry_after_max: the longest ``Retry-After`` we honour; longer asks are capped to this.
+        max_response_bytes: the most one response body may take.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: URL,
+        timeout: float,
+        max_retries: int,
+        max_connections: int,
+        rate_limit: float | None,
+        session: aiohttp.ClientSession | None,
+        retry_wait_initial: float,
+        retry_wait_max: float,
+        retry_after_max: float,
+        max_response_bytes: int,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url
+        self._origin = base_url.origin()
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_retries = max_retries
+        self.max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        self._limiter = anyio.CapacityLimiter(max_connections)
+        self._rate: AsyncLimiter | None = None
+        if rate_limit is not None:
+            burst = max(1.0, rate_limit)
+            self._rate = AsyncLimiter(burst, burst / rate_limit)
+        self._retry_wait_initial = retry_wait_initial
+        self._retry_wait_max = retry_wait_max
+        self._retry_after_max = retry_after_max
+        self._max_response_bytes = max_response_bytes
+        self.stats = TransportStats()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url} max_connections={self.max_connections}>"
+
+    def url_for(self, path: str) -> URL:
+        """The absolute URL of an already-encoded API path."""
+        return URL(str(self.base_url) + path, encoded=True)
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it."""
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise SieveConfigError("the client is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
+            )
+        return self._session
+
+    async def get(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        decode: Callable[[int, bytes], T],
+        *,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> T:
+        """GET ``path`` with ``params`` and return ``decode(status, body)`` of a 2xx answer.
+
+        Retries what is worth retrying; raises the error of our tree otherwise. ``limiter`` is an
+        extra bound (a fan-out's) held for each attempt besides the client-wide one.
+        """
+        url = self.url_for(path)
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._backoff_for,
+                attempts=self.max_retries + 1,
+                timeout=None,
+                wait_initial=self._retry_wait_initial,
+                wait_max=self._retry_wait_max,
+                wait_jitter=self._retry_wait_initial,
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    if attempts > 1:
+                        self.stats.retries += 1
+                    return await self._attempt(url, params, decode, limiter)
+        except _Retryable as wrapped:
+            error = wrapped.error
+            error.attempts = attempts
+            raise error from wrapped.error.__cause__
+        except SieveError as error:
+            error.attempts = attempts
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    def _backoff_for(self, exc: Exception) -> bool | float:
+        if not isinstance(exc, _Retryable):
+            return False
+        if exc.wait is not None:
+            return min(exc.wait, self._retry_after_max)
+        return True
+
+    async def _attempt(
+        self,
+        url: URL,
+        params: Mapping[str, str],
+        decode: Callable[[int, bytes], T],
+        limiter: anyio.CapacityLimiter | None,
+    ) -> T:
+        if limiter is not None:
+            async with limiter:
+                status, headers, body, final_url = await self._bounded_send(url, params)
+        else:
+            status, headers, body, final_url = await self._bounded_send(url, params)
+        if status >= 400:
+            error = api_error_for_status(status, _error_detail(body), _safe_url(final_url))
+            if status in RETRY_STATUSES:
+                raise _Retryable(error, parse_retry_after(headers.get("Retry-After")))
+            raise error
+        if not 200 <= status < 300:
+            raise SieveAPIError(
+                f"HTTP {status} from {_safe_url(final_url)}: unexpected status",
+                status=status,
+                request_url=_safe_url(final_url),
+            )
+        try:
+            result = decode(status, body)
+        except SieveDecodeError as error:
+            if error.retryable:
+                raise _Retryable(error) from error
+            raise
+        self.stats.pages += 1
+        return result
+
+    async def _bounded_send(
+        self, url: URL, params: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes, URL]:
+        async with self._limiter:
+            if self._rate is not None:
+                await self._rate.acquire()
+            return await self._send(url, params)
+
+    async def _send(
+        self, url: URL, params: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes, URL]:
+        session = self._get_session()
+        headers = {"X-API-Key": self._api_key}
+        query: Mapping[str, str] | None = params
+        started = time.perf_counter()
+        self.stats.requests += 1
+        try:
+            for _ in range(_MAX_REDIRECTS + 1):
+                async with session.get(
+                    url,
+                    params=query,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES and location:
+                        url, headers = self._follow(url, location, headers)
+                        query = None
+                        continue
+                    body = await self._read_body(response, url)
+                    logger.debug(
+                        "GET %s -> %d, %d bytes in %.1f ms",
+                        _safe_url(response.url),
+                        response.status,
+                        len(body),
+                        (time.perf_counter() - started) * 1000,
+                    )
+                    return response.status, response.headers, body, response.url
+        except TimeoutError as exc:
+            raise _Retryable(
+                SieveTimeoutError(f"GET {_safe_url(url)} timed out after {self._timeout.total} s")
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise _Retryable(
+                SieveConnectionError(f"GET {_safe_url(url)}: the response body was cut short")
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise _Retryable(
+                SieveConnectionError(f"GET {_safe_url(url)} failed: {type(exc).__name__}: {exc}")
+            ) from exc
+        raise SieveConnectionError(f"GET {_safe_url(url)}: more than {_MAX_REDIRECTS} redirects")
+
+    def _follow(
+        self, url: URL, location: str, headers: dict[str, str]
+    ) -> tuple[URL, dict[str, str]]:
+        target = url.join(URL(location))
+        if target.scheme == "http" and url.scheme == "https":
+            raise SieveConnectionError(
+                f"refusing a redirect from https to plain http ({_safe_url(target)})"
+            )
+        if target.origin() != self._origin:
+            # aiohttp would forward X-API-Key to the new host (it strips only Authorization).
+            headers = {k: v for k, v in headers.items() if k.lower() != "x-api-key"}
+            logger.warning(
+                "redirected to another origin %s; following without the API key",
+                target.origin(),
+            )
+        return target, headers
+
+    async def _read_body(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
+        cap = self._max_response_bytes
+        length = response.content_length
+        if length is not None and length > cap:
+            raise SieveDecodeError(
+                f"HTTP {response.status} from {_safe_url(url)}: the body announces {length} bytes, "
+                f"more than the {cap}-byte cap (max_response_bytes)",
+                status=response.status,
+            )
+        chunks = []
+        total = 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            total += len(chunk)
+            if total > cap:
+                raise SieveDecodeError(
+                    f"HTTP {response.status} from {_safe_url(url)}: the body exceeds the "
+                    f"{cap}-byte cap (max_response_bytes)",
+                    status=response.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _safe_url(url: URL) -> str:
+    # Our requests carry no secrets in the URL, but a redirect target might.
+    return str(url.with_user(None).with_password(None))
+
+
+def _error_detail(body: bytes) -> Any:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:BODY_EXCERPT].decode("utf-8", "replace").strip()
+        return text or None
+    if isinstance(document, dict) and "detail" in document:
+        return document["detail"]
+    return document

@@ -1,0 +1,49 @@
+"""Argument checks shared by every public entry point; all raise ``ValueError`` before any I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["STATUSES", "check_name", "check_non_negative", "check_positive", "check_status"]
+
+#: The statuses the API filters on (``JobStatus`` holds the same values).
+STATUSES = ("queued", "processing", "error", "finished", "cancelled")
+
+
+def check_name(value: Any, what: str) -> str:
+    """A path segment: a non-empty string without ``/``."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} name must be a string, got {value!r}")
+    if not value.strip():
+        raise ValueError(f"{what} name must not be empty")
+    if "/" in value:
+        raise ValueError(f"{what} name must not contain '/', got {value!r}")
+    return value
+
+
+def check_status(value: Any) -> str | None:
+    """``None`` or one of the statuses the API filters on."""
+    if value is None:
+        return None
+    text = getattr(value, "value", value)
+    if text not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {value!r}")
+    return str(text)
+
+
+def check_positive(value: Any, what: str, *, allow_none: bool = True) -> int | None:
+    """``None`` (where allowed) or an integer of at least 1."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_non_negative(value: Any, what: str, *, allow_none: bool = False) -> int | None:
+    """An integer of at least 0 (or ``None`` where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,669 @@
+"""`FakeSieve`: an in-process Sieve API server to test against, as ``moto`` is for AWS.
+
+```python
+from sieve_async import SieveClient
+from sieve_async.testing import FakeSieve
+
+async with FakeSieve(functions={"sieve/retalker": 1234}, page_cap=100) as fake:
+    async with SieveClient(api_key=fake.api_key, base_url=fake.url) as sieve:
+        jobs = await sieve.list_function_jobs("sieve", "retalker").collect()
+```
+
+It serves the five listings with deterministic job histories (the same ``seed`` gives the same
+jobs), in either response shape, with a page-size cap, latency, the API-key check, error bodies
+shaped like the real API's (FastAPI ``{"detail": ...}``), injectable faults (`Faults`), a list
+that moves while it is read (`Mutations`), and a log of every request it served (`requests`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import attrs
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "FAULT_KINDS",
+    "FakeSieve",
+    "Faults",
+    "Mutations",
+    "RequestRecord",
+    "make_job",
+]
+
+DEFAULT_API_KEY: Final = "sk-fake-sieve-0123456789abcdef"
+STATUSES: Final = ("finished", "finished", "finished", "error", "processing", "queued", "cancelled")
+#: Everything `Faults` can inject.
+FAULT_KINDS: Final = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "drop",
+    "truncate",
+    "non_json",
+    "slow",
+)
+_EPOCH: Final = datetime(2025, 6, 1, tzinfo=UTC)
+
+Shape = Literal["envelope", "bare"]
+
+
+@attrs.frozen
+class Faults:
+    """Failures to inject into listing requests, reproducibly.
+
+    Args:
+        rate: the share of requests that fail, drawn from ``kinds`` with a ``seed``-ed RNG.
+        kinds: which faults to draw from (see `FAULT_KINDS`).
+        schedule: request numbers (0-based, counting listing requests) mapped to a fault kind.
+        seed: seeds the RNG that picks which requests fail and how.
+        retry_after: the ``Retry-After`` header of injected 429s (``None`` to omit it).
+        slow_seconds: the extra latency of a ``slow`` fault.
+    """
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    schedule: Mapping[int, str] = attrs.field(factory=dict)
+    seed: int = 0
+    retry_after: str | None = "0"
+    slow_seconds: float = 0.05
+
+    def __attrs_post_init__(self) -> None:
+        unknown = {*self.kinds, *self.schedule.values()} - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+
+
+@attrs.frozen
+class Mutations:
+    """Changes to job listings while they are read, counted in served job-listing pages.
+
+    Args:
+        insert_every: after every this many pages, ``insert_count`` new jobs land at the head of
+            the listing that was read.
+        insert_count: how many jobs each insertion adds.
+        remove_every: after every this many pages, one job leaves that listing.
+        remove: which job leaves: ``"random"`` (any, by ``seed``), ``"read"`` (one already
+            served, the case that shifts unread jobs to lower offsets) or ``"head"``.
+        seed: seeds the choice of the job that leaves.
+    """
+
+    insert_every: int = 0
+    insert_count: int = 1
+    remove_every: int = 0
+    remove: Literal["random", "read", "head"] = "random"
+    seed: int = 0
+
+
+@attrs.define
+class RequestRecord:
+    """One request FakeSieve served."""
+
+    index: int
+    method: str
+    path: str
+    query: dict[str, str]
+    sent_api_key: bool
+    started: float
+    ended: float = 0.0
+    status: int = 0
+    fault: str | None = None
+    items: int = 0
+
+
+def _job_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def make_job(
+    rng: random.Random, owner: str, function: str, created: datetime, function_id: str
+) -> dict[str, Any]:
+    """A realistic job object, shaped like the seed page's example (about 800 bytes)."""
+    job_id = _job_id(rng)
+    status = rng.choice(STATUSES)
+    started = created + timedelta(milliseconds=rng.randint(20, 900))
+    completed = started + timedelta(seconds=rng.randint(2, 600))
+    done = status in ("finished", "error", "cancelled")
+    bucket = "sieve-au-fn-iter-out-us-central1-persistent-bucket.storage.googleapis.com"
+    outputs: list[Any] = []
+    if status == "finished":
+        outputs = [
+            {
+                "type": "sieve.Video",
+                "name": None,
+                "data": {"url": f"https://{bucket}/{job_id}/{_job_id(rng)}.mp4", "_path": None},
+                "description": None,
+            }
+        ]
+        if rng.random() < 0.2:
+            outputs.append(
+                [{"type": "str", "name": "caption", "data": "a caption", "description": None}]
+            )
+    return {
+        "id": job_id,
+        "function_id": function_id,
+        "organization_id": "0a8c2e51-3f0b-4c8e-9b5d-7e2f4d1a6c90",
+        "function": {"name": function, "owner_name": owner},
+        "status": status,
+        "created_at": created.replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "started_at": None
+        if status == "queued"
+        else started.replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "completed_at": completed.replace(tzinfo=None).isoformat(timespec="microseconds")
+        if done
+        else None,
+        "inputs": {
+            "video": {
+                "type": "sieve.Video",
+                "name": "video",
+                "data": {"url": f"https://storage.googleapis.com/uploads/{_job_id(rng)}.mp4"},
+                "description": None,
+            },
+            "slow_factor": {
+                "type": "int",
+                "name": "slow_factor",
+                "data": rng.randint(1, 4),
+                "description": None,
+            },
+        },
+        "outputs": outputs,
+        "error": "Traceback: worker ran out of memory" if status == "error" else "",
+        "visibility": "private",
+        "run_id": f"{job_id}-{_job_id(rng)}",
+        "restarts": [],
+    }
+
+
+class _Listing:
+    """One function's jobs, newest first, with their encodings cached."""
+
+    def __init__(self, owner: str, name: str, count: int, rng: random.Random) -> None:
+        self.owner = owner
+        self.name = name
+        self.rng = rng
+        self.function_id = _job_id(rng)
+        self.version_id = _job_id(rng)
+        self.jobs: list[dict[str, Any]] = []
+        self.encoded: list[bytes] = []
+        self._by_status: dict[str, tuple[list[dict[str, Any]], list[bytes]]] = {}
+        created = _EPOCH
+        for _ in range(count):
+            created -= timedelta(seconds=rng.randint(1, 3600))
+            job = make_job(rng, owner, name, created, self.function_id)
+            self.jobs.append(job)
+            self.encoded.append(orjson.dumps(job))
+
+    def view(self, status: str | None) -> tuple[list[dict[str, Any]], list[bytes]]:
+        if status is None:
+            return self.jobs, self.encoded
+        if status not in self._by_status:
+            keep = [i for i, job in enumerate(self.jobs) if job["status"] == status]
+            self._by_status[status] = (
+                [self.jobs[i] for i in keep],
+                [self.encoded[i] for i in keep],
+            )
+        return self._by_status[status]
+
+    def insert(self, count: int) -> None:
+        newest = (
+            datetime.fromisoformat(self.jobs[0]["created_at"]).replace(tzinfo=UTC)
+            if self.jobs
+            else _EPOCH
+        )
+        for _ in range(count):
+            newest += timedelta(seconds=self.rng.randint(1, 60))
+            job = make_job(self.rng, self.owner, self.name, newest, self.function_id)
+            self.jobs.insert(0, job)
+            self.encoded.insert(0, orjson.dumps(job))
+        self._by_status.clear()
+
+    def remove_at(self, index: int) -> dict[str, Any]:
+        job = self.jobs.pop(index)
+        self.encoded.pop(index)
+        self._by_status.clear()
+        return job
+
+
+def _detail(status: int, detail: Any) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps({"detail": detail}), content_type="application/json"
+    )
+
+
+def _invalid(loc: str, value: str, message: str, kind: str) -> web.Response:
+    # FastAPI's 422 body: {"detail": [{"loc": [...], "msg": ..., "type": ..., "input": ...}]}
+    return _detail(422, [{"loc": ["query", loc], "msg": message, "type": kind, "input": value}])
+
+
+class FakeSieve:
+    """An in-process Sieve API server on a loopback port.
+
+    Args:
+        functions: ``"owner/name"`` mapped to how many jobs its history holds.
+        shape: ``None`` serves each listing in the shape the API uses today (job listings as
+            ``{"data", "next_offset"}`` envelopes, functions and versions as bare arrays);
+            ``"envelope"`` or ``"bare"`` forces one shape on every listing.
+        page_cap: the most items one page holds, whatever ``limit`` asks.
+        default_limit: the page length when a request sends no ``limit`` (the API's is 500).
+        latency: seconds each request takes before it is answered.
+        api_key: the key requests must carry as ``X-API-Key``; ``None`` accepts any request.
+        seed: seeds the job histories.
+        faults: failures to inject (`Faults`).
+        mutations: changes to apply while listings are read (`Mutations`).
+        redirect_to: answer every listing request with a 307 to this origin instead.
+        host: the address to listen on (loopback).
+        port: the port, or 0 for any free one.
+    """
+
+    def __init__(
+        self,
+        *,
+        functions: Mapping[str, int] | None = None,
+        shape: Shape | None = None,
+        page_cap: int | None = None,
+        default_limit: int = 500,
+        latency: float = 0.0,
+        api_key: str | None = DEFAULT_API_KEY,
+        seed: int = 0,
+        faults: Faults | None = None,
+        mutations: Mutations | None = None,
+        redirect_to: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if functions is None:
+            functions = {"sieve/retalker": 1234, "sieve/whisper": 321, "acme/transcribe": 57}
+        if shape not in (None, "envelope", "bare"):
+            raise ValueError("shape must be None, 'envelope' or 'bare'")
+        self.shape = shape
+        self.page_cap = page_cap
+        self.default_limit = default_limit
+        self.latency = latency
+        self.api_key = api_key
+        self.faults = faults or Faults()
+        self.mutations = mutations or Mutations()
+        self.redirect_to = redirect_to
+        self.host = host
+        self.port = port
+        self.requests: list[RequestRecord] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.removed: list[str] = []
+        self.inserted: list[str] = []
+        self._rng = random.Random(seed)
+        self._fault_rng = random.Random(self.faults.seed)
+        self._mutation_rng = random.Random(self.mutations.seed)
+        self._listing_requests = 0
+        self._pages_served = 0
+        self._listings: dict[tuple[str, str], _Listing] = {}
+        for spec, count in functions.items():
+            owner, _, name = spec.partition("/")
+            self._listings[(owner, name)] = _Listing(owner, name, count, self._rng)
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeSieve:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Start listening; `url` is valid afterwards."""
+        app = web.Application()
+        app.router.add_get("/v2/functions", self._functions)
+        app.router.add_get("/v2/jobs", self._all_jobs)
+        app.router.add_get("/v2/functions/{owner}/{name}/jobs", self._function_jobs)
+        app.router.add_get("/v2/functions/{owner}/{name}/versions", self._versions)
+        app.router.add_get(
+            "/v2/functions/{owner}/{name}/versions/{version}/jobs", self._version_jobs
+        )
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening and drop open connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give `SieveClient`."""
+        return f"http://{self.host}:{self.port}"
+
+    # -- what the tests look at --------------------------------------------------------------
+
+    def jobs(self, function: str, status: str | None = None) -> list[dict[str, Any]]:
+        """The current listing of ``owner/name`` (newest first), as the server would serve it."""
+        owner, _, name = function.partition("/")
+        return list(self._listings[(owner, name)].view(status)[0])
+
+    def all_jobs(self) -> list[dict[str, Any]]:
+        """Every job of every function, as ``GET /v2/jobs`` lists them (newest first)."""
+        jobs = [job for listing in self._listings.values() for job in listing.jobs]
+        jobs.sort(key=lambda job: job["created_at"], reverse=True)
+        return jobs
+
+    @property
+    def functions(self) -> list[str]:
+        """The ``owner/name`` of each function served."""
+        return [f"{owner}/{name}" for owner, name in self._listings]
+
+    def listing_requests(self) -> list[RequestRecord]:
+        """The requests for job listings (the ones faults and mutations count)."""
+        return [r for r in self.requests if r.path.endswith("/jobs")]
+
+    def insert_jobs(self, function: str, count: int) -> None:
+        """Put ``count`` new jobs at the head of a function's listing now."""
+        owner, _, name = function.partition("/")
+        listing = self._listings[(owner, name)]
+        listing.insert(count)
+        self.inserted.extend(job["id"] for job in listing.jobs[:count])
+
+    def remove_job(self, function: str, index: int) -> str:
+        """Take the job at ``index`` out of a function's listing now; return its id."""
+        owner, _, name = function.partition("/")
+        job = self._listings[(owner, name)].remove_at(index)
+        self.removed.append(job["id"])
+        return str(job["id"])
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _record(self, request: web.Request) -> RequestRecord:
+        record = RequestRecord(
+            index=len(self.requests),
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            sent_api_key="X-API-Key" in request.headers,
+            started=time.monotonic(),
+        )
+        self.requests.append(record)
+        return record
+
+    def _authorised(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get("X-API-Key") == self.api_key
+
+    def _window(self, request: web.Request) -> tuple[int, int, str | None] | web.Response:
+        query = request.query
+        values = {}
+        for name, default in (("limit", self.default_limit), ("offset", 0)):
+            raw = query.get(name)
+            if raw is None or raw == "":
+                values[name] = default
+                continue
+            try:
+                number = int(raw)
+            except ValueError:
+                return _invalid(
+                    name,
+                    raw,
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    "int_parsing",
+                )
+            if number < (1 if name == "limit" else 0):
+                return _invalid(
+                    name,
+                    raw,
+                    f"Input should be greater than or equal to {1 if name == 'limit' else 0}",
+                    "greater_than_equal",
+                )
+            values[name] = number
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            return _invalid(
+                "status",
+                status,
+                "Input should be 'queued', 'processing', 'error', 'finished' or 'cancelled'",
+                "enum",
+            )
+        limit = values["limit"]
+        if self.page_cap is not None:
+            limit = min(limit, self.page_cap)
+        return values["offset"], limit, status
+
+    async def _serve(
+        self,
+        request: web.Request,
+        items: list[bytes],
+        *,
+        envelope: bool,
+        listing: _Listing | None = None,
+        status: str | None = None,
+    ) -> web.StreamResponse:
+        window = self._window(request)
+        if isinstance(window, web.Response):
+            return window
+        offset, limit, _ = window
+        page = items[offset : offset + limit]
+        body = b"[" + b",".join(page) + b"]"
+        if envelope:
+            end = offset + len(page) >= len(items)
+            next_offset = -1 if end else offset + len(page)
+            body = b'{"data":' + body + b',"next_offset":' + str(next_offset).encode() + b"}"
+        response = web.Response(body=body, content_type="application/json")
+        if listing is not None:
+            self._pages_served += 1
+            self._mutate(listing, status, offset + len(page))
+        return response
+
+    def _mutate(self, listing: _Listing, status: str | None, read_up_to: int) -> None:
+        plan = self.mutations
+        served = self._pages_served
+        if plan.insert_every and served % plan.insert_every == 0:
+            listing.insert(plan.insert_count)
+            self.inserted.extend(job["id"] for job in listing.jobs[: plan.insert_count])
+        if plan.remove_every and served % plan.remove_every == 0:
+            view = listing.view(status)[0]
+            if not view:
+                return
+            if plan.remove == "head":
+                victim = view[0]
+            elif plan.remove == "read":
+                victim = view[self._mutation_rng.randrange(max(1, min(read_up_to, len(view))))]
+            else:
+                victim = view[self._mutation_rng.randrange(len(view))]
+            index = next(i for i, job in enumerate(listing.jobs) if job is victim)
+            self.removed.append(listing.remove_at(index)["id"])
+
+    def _shape_is_envelope(self, native: bool) -> bool:
+        return native if self.shape is None else self.shape == "envelope"
+
+    async def _begin(self, request: web.Request, *, listing: bool) -> web.StreamResponse | None:
+        """Latency, auth, faults and redirects common to every route; None to go on."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if not self._authorised(request):
+            return _detail(401, "Invalid API key. Pass your key in the X-API-Key header.")
+        if self.redirect_to is not None:
+            raise web.HTTPTemporaryRedirect(self.redirect_to.rstrip("/") + request.path_qs)
+        if not listing:
+            return None
+        number = self._listing_requests
+        self._listing_requests += 1
+        fault = self.faults.schedule.get(number)
+        if fault is None and self.faults.rate and self._fault_rng.random() < self.faults.rate:
+            fault = self._fault_rng.choice(self.faults.kinds)
+        if fault is None:
+            return None
+        self.requests[-1].fault = fault
+        return await self._inject(request, fault)
+
+    async def _inject(self, request: web.Request, fault: str) -> web.StreamResponse | None:
+        if fault == "slow":
+            await asyncio.sleep(self.faults.slow_seconds)
+            return None
+        if fault == "429":
+            headers = (
+                {} if self.faults.retry_after is None else {"Retry-After": self.faults.retry_after}
+            )
+            response = _detail(429, "Rate limit exceeded, slow down")
+            response.headers.update(headers)
+            return response
+        if fault in ("500", "502", "503", "504"):
+            return _detail(int(fault), "Internal server error")
+        if fault == "non_json":
+            return web.Response(
+                status=200,
+                body=b"<html><body>502 Bad Gateway</body></html>",
+                content_type="text/html",
+            )
+        transport = request.transport
+        if fault == "drop":
+            if transport is not None:
+                transport.abort()
+            return web.Response(status=204)
+        # truncate: promise a body, send half of it, hang up.
+        body = b'{"data": [' + b'{"id": "truncated"},' * 64
+        stream = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        stream.content_length = len(body) * 2
+        await stream.prepare(request)
+        await stream.write(body)
+        if transport is not None:
+            transport.abort()
+        return stream
+
+    async def _guarded(
+        self, request: web.Request, handler: Any, *, listing: bool
+    ) -> web.StreamResponse:
+        record = self._record(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            early = await self._begin(request, listing=listing)
+            response: web.StreamResponse = early if early is not None else await handler()
+            record.status = response.status
+            return response
+        except web.HTTPException as exc:
+            record.status = exc.status
+            raise
+        finally:
+            record.ended = time.monotonic()
+            self.in_flight -= 1
+
+    def _listing_of(self, request: web.Request) -> _Listing | web.Response:
+        owner = request.match_info["owner"]
+        name = request.match_info["name"]
+        listing = self._listings.get((owner, name))
+        if listing is None:
+            return _detail(404, f"Function {owner}/{name} not found")
+        return listing
+
+    async def _function_jobs(self, request: web.Request) -> web.StreamResponse:
+        async def handle() -> web.StreamResponse:
+            listing = self._listing_of(request)
+            if isinstance(listing, web.Response):
+                return listing
+            status = request.query.get("status") or None
+            items = listing.view(status if status in STATUSES else None)[1]
+            return await self._serve(
+                request,
+                items,
+                envelope=self._shape_is_envelope(True),
+                listing=listing,
+                status=status,
+            )
+
+        return await self._guarded(request, handle, listing=True)
+
+    async def _version_jobs(self, request: web.Request) -> web.StreamResponse:
+        async def handle() -> web.StreamResponse:
+            listing = self._listing_of(request)
+            if isinstance(listing, web.Response):
+                return listing
+            version = request.match_info["version"]
+            if version != "latest" and not listing.version_id.startswith(version):
+                return _detail(
+                    404, f"Version {version} of {listing.owner}/{listing.name} not found"
+                )
+            status = request.query.get("status") or None
+            items = listing.view(status if status in STATUSES else None)[1]
+            return await self._serve(
+                request,
+                items,
+                envelope=self._shape_is_envelope(True),
+                listing=listing,
+                status=status,
+            )
+
+        return await self._guarded(request, handle, listing=True)
+
+    async def _all_jobs(self, request: web.Request) -> web.StreamResponse:
+        async def handle() -> web.StreamResponse:
+            status = request.query.get("status") or None
+            jobs = self.all_jobs()
+            if status in STATUSES:
+                jobs = [job for job in jobs if job["status"] == status]
+            items = [orjson.dumps(job) for job in jobs]
+            return await self._serve(request, items, envelope=self._shape_is_envelope(True))
+
+        return await self._guarded(request, handle, listing=True)
+
+    async def _functions(self, request: web.Request) -> web.StreamResponse:
+        async def handle() -> web.StreamResponse:
+            items = [
+                orjson.dumps(
+                    {
+                        "name": listing.name,
+                        "owner_name": listing.owner,
+                        "visibility": "private",
+                        "title": listing.name.title(),
+                        "description": f"The {listing.name} function",
+                        "tags": ["video"],
+                        "function_type": "function",
+                    }
+                )
+                for listing in self._listings.values()
+            ]
+            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+
+        return await self._guarded(request, handle, listing=False)
+
+    async def _versions(self, request: web.Request) -> web.StreamResponse:
+        async def handle() -> web.StreamResponse:
+            listing = self._listing_of(request)
+            if isinstance(listing, web.Response):
+                return listing
+            version = {
+                "id": listing.version_id,
+                "build_status": "ready",
+                "queued_at": "2025-05-01T10:00:00.000000",
+                "built_at": "2025-05-01T10:04:00.000000",
+                "ready_at": "2025-05-01T10:05:00.000000",
+                "compute_type": "a100",
+                "python_packages": ["torch"],
+                "system_packages": ["ffmpeg"],
+                "gpu": True,
+                "split": 1,
+                "inputs": [{"type": "sieve.Video", "name": "video"}],
+                "outputs": [{"type": "sieve.Video"}],
+                "environment_variables": [],
+                "function_dependencies": [],
+            }
+            items = [orjson.dumps(version)]
+            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+
+        return await self._guarded(request, handle, listing=False)
