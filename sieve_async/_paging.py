@@ -45,6 +45,8 @@ BARE: Final = "bare"
 BODY_EXCERPT = 200
 #: Page length assumed for step sizes before the server has shown us one.
 _DEFAULT_STEP_BASIS = 100
+#: Recently delivered ids kept for re-anchoring: a few pages' worth, never fewer than this.
+_MIN_RECENT = 1024
 
 
 @attrs.frozen
@@ -180,6 +182,10 @@ class Cursor:
         self.requests = 0
         self._key = key
         self._largest_page = 0
+        # A server that caps pages at one item makes an overlapping window return only the
+        # item we already have; these two flags tell that apart from a one-item tail.
+        self._confirming_end = False
+        self._single_item_pages = False
         self._search_offset: int | None = None
         self._previous_empty_window: Window | None = None
         self._recent: deque[Hashable] = deque()
@@ -196,8 +202,13 @@ class Cursor:
 
     @property
     def _overlapping(self) -> bool:
-        # A server capping pages at one item would never let an overlapping window advance.
-        return self.last_key is not None and self.position > 0 and self._largest_page != 1
+        return (
+            self.last_key is not None
+            and self.position > 0
+            and self.page_size != 1
+            and not self._single_item_pages
+            and not self._confirming_end
+        )
 
     def next_window(self) -> Window | None:
         """The window to request next, or ``None`` when the listing is complete."""
@@ -222,7 +233,7 @@ class Cursor:
         if count <= 1 or self._search_offset is not None or not stride_basis:
             return windows
         # After a full page the next window starts at its last item, one item early.
-        stride = stride_basis - 1 if self._largest_page != 1 else stride_basis
+        stride = stride_basis if self._single_item_pages else stride_basis - 1
         if stride <= 0:
             return windows
         expected_new = first.limit - (1 if self._overlapping else 0) if first.limit else 0
@@ -255,6 +266,9 @@ class Cursor:
                 f"{page.next_offset}, which does not move forward; the listing would loop"
             )
         keys = [self._key(item) for item in items]
+        if self._confirming_end:
+            self._confirming_end = False
+            self._single_item_pages = count > 0
         searching = self._search_offset is not None
         expect_anchor = self.last_key is not None and window.offset < self.position
 
@@ -295,15 +309,17 @@ class Cursor:
         nothing_new = not fresh
         if (count == 0 and (not expect_anchor or window.offset == 0)) or page.is_end:
             self.done = True
-        elif (
-            nothing_new
-            and start == count
-            and ((anchored_on_last and not searching) or 0 < count < self._largest_page)
-        ):
-            # Nothing follows what we delivered: only the overlap item came back, or (while
-            # re-anchoring on a list that shrinks under us) a page shorter than the server's
-            # usual one ended right at a delivered item.
-            self.done = True
+        elif nothing_new and start == count and count > 0 and expect_anchor:
+            # The page ends at an item we delivered: nothing follows it, so the listing ends,
+            # with two exceptions. Re-anchoring on a full page after items left the listing:
+            # read on from there. A single item while every page held one: a one-item tail,
+            # or a server capping pages at one? Ask once more without the overlap to know.
+            if searching and count >= self._largest_page:
+                pass
+            elif count == 1 and self._largest_page == 1:
+                self._confirming_end = True
+            else:
+                self.done = True
         elif self.max_items is not None and self.accepted >= self.max_items:
             self.done = True
         self.position = next_position
@@ -333,7 +349,7 @@ class Cursor:
     def _remember(self, key: Hashable) -> None:
         self._recent.append(key)
         self._recent_set.add(key)
-        bound = 2 * self._page_basis + 1
+        bound = max(4 * self._page_basis, _MIN_RECENT)
         while len(self._recent) > bound:
             self._recent_set.discard(self._recent.popleft())
 

@@ -106,8 +106,12 @@ class TransportStats:
 class _Retryable(Exception):
     """Carries a retryable error of ours through stamina, with the wait the server asked for."""
 
-    def __init__(self, error: SieveError, wait: float | None = None) -> None:
+    def __init__(
+        self, error: SieveError, wait: float | None = None, cause: BaseException | None = None
+    ) -> None:
         super().__init__(str(error))
+        if cause is not None:
+            error.__cause__ = cause
         self.error = error
         self.wait = wait
 
@@ -222,7 +226,7 @@ class Transport:
         except _Retryable as wrapped:
             error = wrapped.error
             error.attempts = attempts
-            raise error from wrapped.error.__cause__
+            raise error from error.__cause__
         except SieveError as error:
             error.attempts = attempts
             raise
@@ -262,7 +266,7 @@ class Transport:
             result = decode(status, body)
         except SieveDecodeError as error:
             if error.retryable:
-                raise _Retryable(error) from error
+                raise _Retryable(error, cause=error.__cause__) from error
             raise
         self.stats.pages += 1
         return result
@@ -308,15 +312,18 @@ class Transport:
                     return response.status, response.headers, body, response.url
         except TimeoutError as exc:
             raise _Retryable(
-                SieveTimeoutError(f"GET {_safe_url(url)} timed out after {self._timeout.total} s")
+                SieveTimeoutError(f"GET {_safe_url(url)} timed out after {self._timeout.total} s"),
+                cause=exc,
             ) from exc
         except aiohttp.ClientPayloadError as exc:
             raise _Retryable(
-                SieveConnectionError(f"GET {_safe_url(url)}: the response body was cut short")
+                SieveConnectionError(f"GET {_safe_url(url)}: the response body was cut short"),
+                cause=exc,
             ) from exc
         except aiohttp.ClientError as exc:
             raise _Retryable(
-                SieveConnectionError(f"GET {_safe_url(url)} failed: {type(exc).__name__}: {exc}")
+                SieveConnectionError(f"GET {_safe_url(url)} failed: {type(exc).__name__}: {exc}"),
+                cause=exc,
             ) from exc
         raise SieveConnectionError(f"GET {_safe_url(url)}: more than {_MAX_REDIRECTS} redirects")
 

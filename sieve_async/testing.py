@@ -32,6 +32,7 @@ from aiohttp import web
 __all__ = [
     "DEFAULT_API_KEY",
     "FAULT_KINDS",
+    "TRANSIENT_FAULTS",
     "FakeSieve",
     "Faults",
     "Mutations",
@@ -42,7 +43,7 @@ __all__ = [
 DEFAULT_API_KEY: Final = "sk-fake-sieve-0123456789abcdef"
 STATUSES: Final = ("finished", "finished", "finished", "error", "processing", "queued", "cancelled")
 #: Everything `Faults` can inject.
-FAULT_KINDS: Final = (
+TRANSIENT_FAULTS: Final = (
     "429",
     "500",
     "502",
@@ -53,6 +54,9 @@ FAULT_KINDS: Final = (
     "non_json",
     "slow",
 )
+#: Everything `Faults` can inject: the transient kinds a retry gets past, and kinds that no
+#: retry cures (a 403, a body of the wrong shape, a ``next_offset`` that does not advance).
+FAULT_KINDS: Final = (*TRANSIENT_FAULTS, "403", "wrong_shape", "stuck")
 _EPOCH: Final = datetime(2025, 6, 1, tzinfo=UTC)
 
 Shape = Literal["envelope", "bare"]
@@ -64,7 +68,7 @@ class Faults:
 
     Args:
         rate: the share of requests that fail, drawn from ``kinds`` with a ``seed``-ed RNG.
-        kinds: which faults to draw from (see `FAULT_KINDS`).
+        kinds: which faults to draw from (default: `TRANSIENT_FAULTS`; see `FAULT_KINDS`).
         schedule: request numbers (0-based, counting listing requests) mapped to a fault kind.
         seed: seeds the RNG that picks which requests fail and how.
         retry_after: the ``Retry-After`` header of injected 429s (``None`` to omit it).
@@ -72,7 +76,7 @@ class Faults:
     """
 
     rate: float = 0.0
-    kinds: tuple[str, ...] = FAULT_KINDS
+    kinds: tuple[str, ...] = TRANSIENT_FAULTS
     schedule: Mapping[int, str] = attrs.field(factory=dict)
     seed: int = 0
     retry_after: str | None = "0"
@@ -257,6 +261,7 @@ class FakeSieve:
             ``"envelope"`` or ``"bare"`` forces one shape on every listing.
         page_cap: the most items one page holds, whatever ``limit`` asks.
         default_limit: the page length when a request sends no ``limit`` (the API's is 500).
+        max_limit: a ``limit`` above this is refused with 422, as a validating API would.
         latency: seconds each request takes before it is answered.
         api_key: the key requests must carry as ``X-API-Key``; ``None`` accepts any request.
         seed: seeds the job histories.
@@ -274,6 +279,7 @@ class FakeSieve:
         shape: Shape | None = None,
         page_cap: int | None = None,
         default_limit: int = 500,
+        max_limit: int | None = None,
         latency: float = 0.0,
         api_key: str | None = DEFAULT_API_KEY,
         seed: int = 0,
@@ -290,6 +296,7 @@ class FakeSieve:
         self.shape = shape
         self.page_cap = page_cap
         self.default_limit = default_limit
+        self.max_limit = max_limit
         self.latency = latency
         self.api_key = api_key
         self.faults = faults or Faults()
@@ -431,6 +438,13 @@ class FakeSieve:
                     f"Input should be greater than or equal to {1 if name == 'limit' else 0}",
                     "greater_than_equal",
                 )
+            if name == "limit" and self.max_limit is not None and number > self.max_limit:
+                return _invalid(
+                    name,
+                    raw,
+                    f"Input should be less than or equal to {self.max_limit}",
+                    "less_than_equal",
+                )
             values[name] = number
         status = query.get("status") or None
         if status is not None and status not in STATUSES:
@@ -525,6 +539,14 @@ class FakeSieve:
             return response
         if fault in ("500", "502", "503", "504"):
             return _detail(int(fault), "Internal server error")
+        if fault == "403":
+            return _detail(403, "This API key may not read this function's jobs")
+        if fault == "wrong_shape":
+            return web.json_response({"jobs": [], "total": 0})
+        if fault == "stuck":
+            offset = request.query.get("offset", "0")
+            body = b'{"data":[],"next_offset":' + offset.encode() + b"}"
+            return web.Response(body=body, content_type="application/json")
         if fault == "non_json":
             return web.Response(
                 status=200,
