@@ -273,7 +273,6 @@ class Cursor:
         expect_anchor = self.last_key is not None and window.offset < self.position
 
         start = 0
-        anchored_on_last = False
         if expect_anchor:
             anchor = self._find_anchor(keys)
             if anchor is None:
@@ -286,7 +285,6 @@ class Cursor:
                 # the listing, and whatever remains here has not been delivered.
             else:
                 start = anchor + 1
-                anchored_on_last = keys[anchor] == self.last_key
         self._search_offset = None
 
         fresh = [i for i in range(start, count) if keys[i] not in self._recent_set]

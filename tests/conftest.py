@@ -1,4 +1,4 @@
-"""Shared fixtures: every async test runs on asyncio (aiohttp is asyncio-only) via anyio's plugin."""
+"""Shared fixtures. Async tests run on asyncio (aiohttp is asyncio-only) through anyio's plugin."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def test_insertions_at_head_deliver_every_original_once(
 def test_removals_behind_the_reader_skip_nothing(
     total: int, page_size: int, removed: int, shape: str, seed: int
 ) -> None:
-    """Jobs leaving behind the reader shift offsets down; no remaining job is skipped or repeated."""
+    """Jobs leaving behind the reader shift offsets down; none that stays is skipped or repeated."""
     listing = MemoryListing(
         [{"id": i} for i in range(total)],
         shape,
