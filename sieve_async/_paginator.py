@@ -133,7 +133,7 @@ class AsyncPaginator(Generic[T]):
         self._buffer.clear()
         # Shielded: closing often happens while the caller itself is being cancelled.
         with anyio.CancelScope(shield=True):
-            await self._drop_inflight()
+            await self._cancel_inflight()
 
     async def __aenter__(self) -> AsyncPaginator[T]:
         return self
@@ -173,14 +173,14 @@ class AsyncPaginator(Generic[T]):
         while not self._closed:
             window = cursor.next_window()
             if window is None:
-                await self._drop_inflight()
+                self._abandon_inflight()
                 return False
             prefetched: asyncio.Task[RawPage] | None = None
             if self._inflight and self._inflight[0][0] == window:
                 prefetched = self._inflight.popleft()[1]
             elif self._inflight:
                 # The list moved or the server's page size differs: the planned windows are stale.
-                await self._drop_inflight()
+                self._abandon_inflight()
             if self._read_ahead:
                 await self._top_up(cursor.plan(self._read_ahead + 1)[1:])
             page = await (prefetched if prefetched is not None else self._fetch(window))
@@ -194,7 +194,7 @@ class AsyncPaginator(Generic[T]):
     async def _top_up(self, planned: list[Window]) -> None:
         queued = [w for w, _ in self._inflight]
         if queued != planned[: len(queued)]:
-            await self._drop_inflight()
+            self._abandon_inflight()
             queued = []
         for window in planned[len(queued) :]:
             self._inflight.append((window, self._tasks.spawn(self._fetch_task(window))))
@@ -202,10 +202,17 @@ class AsyncPaginator(Generic[T]):
     async def _fetch_task(self, window: Window) -> RawPage:
         return await self._fetch(window)
 
-    async def _drop_inflight(self) -> None:
+    async def _cancel_inflight(self) -> None:
         tasks = [task for _, task in self._inflight]
         self._inflight.clear()
         await cancel_and_wait(tasks)
+
+    def _abandon_inflight(self) -> None:
+        # Pages planned for a list that moved, or past the end: let them finish in the
+        # background rather than cancel them, because a cancelled request keeps the server
+        # busy after its slot of max_connections is freed. The client still owns (and on
+        # close cancels) them.
+        self._inflight.clear()
 
 
 class _PageIterator(Generic[T]):

@@ -55,5 +55,8 @@ class TaskRegistry:
     async def aclose(self) -> None:
         """Cancel every task still running and wait for all of them."""
         self.closed = True
-        while self._tasks:
-            await cancel_and_wait(list(self._tasks))
+        # A task cancelled here may spawn nothing new (the registry is closed), but one that
+        # finished between checks still sits in the set until its callback runs.
+        while pending := [task for task in self._tasks if not task.done()]:
+            await cancel_and_wait(pending)
+        self._tasks.clear()

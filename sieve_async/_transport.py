@@ -159,8 +159,8 @@ class Transport:
         self._limiter = anyio.CapacityLimiter(max_connections)
         self._rate: AsyncLimiter | None = None
         if rate_limit is not None:
-            burst = max(1.0, rate_limit)
-            self._rate = AsyncLimiter(burst, burst / rate_limit)
+            # A bucket of one: requests are spaced evenly rather than sent in a first burst.
+            self._rate = AsyncLimiter(1, 1 / rate_limit)
         self._retry_wait_initial = retry_wait_initial
         self._retry_wait_max = retry_wait_max
         self._retry_after_max = retry_after_max
