@@ -546,6 +546,9 @@ async def export(
                     )
                 )
 
+    if state_path is not None:
+        # At once, so that a state left by an earlier run never describes this run's output.
+        _persist(writer, state, state_path)
     try:
         async with anyio.create_task_group() as group, receive:
             group.start_soon(produce_all)

@@ -341,7 +341,8 @@ def _summary(result: ExportResult, target: str) -> str:
     failed = len(result.failures)
     rate = result.jobs / result.elapsed if result.elapsed > 0 else 0.0
     text = (
-        f"exported {result.jobs:,} jobs from {result.listings} listings "
+        f"exported {result.jobs:,} jobs from {result.listings} "
+        f"listing{'' if result.listings == 1 else 's'} "
         f"({ok} ok, {failed} failed) in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
     )
     if result.total_jobs != result.jobs:
@@ -417,7 +418,8 @@ def _load_resume_state(path: Path, params: dict[str, Any]) -> ExportState | None
 
 
 @contextlib.contextmanager
-def _open_writer(path: Path | None, fmt: str, state: ExportState | None) -> Iterator[Writer]:
+def _open_writer(path: Path | None, fmt: str, resume_at: int | None) -> Iterator[Writer]:
+    """A writer for ``fmt`` to ``path`` (stdout if ``None``); continue at ``resume_at`` bytes."""
     writer: Writer
     if path is None:
         stream = sys.stdout.buffer
@@ -427,15 +429,15 @@ def _open_writer(path: Path | None, fmt: str, state: ExportState | None) -> Iter
         writer = ParquetWriter(path)
     else:
         cls = CsvWriter if fmt == "csv" else JsonlWriter
-        if state is not None:
+        if resume_at is not None:
             # Lines after the covered length were written after the last state: drop them,
             # their jobs are read again from the checkpoints.
             file: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - the writer closes it
-            file.truncate(state.length)
-            file.seek(state.length)
+            file.truncate(resume_at)
+            file.seek(resume_at)
         else:
             file = open(path, "wb")  # noqa: SIM115 - the writer closes it
-        writer = cls(file, length=0 if state is None else state.length, owned=True, durable=True)
+        writer = cls(file, length=resume_at or 0, owned=True, durable=True)
     try:
         yield writer
     finally:
@@ -456,10 +458,11 @@ async def _export_command(args: argparse.Namespace, live: list[ExportResult]) ->
             async for function in sieve.list_functions():
                 refs.append(function.ref)
             refs = list(dict.fromkeys(refs))
+        resume_at = None if state is None else state.length
         if state is None and path is not None and fmt != "parquet":
             state = ExportState(params=params)
         target = "stdout" if path is None else str(path)
-        with _Progress(sieve, len(refs)) as progress, _open_writer(path, fmt, state) as writer:
+        with _Progress(sieve, len(refs)) as progress, _open_writer(path, fmt, resume_at) as writer:
 
             def on_progress(result: ExportResult) -> None:
                 if not live:
