@@ -336,6 +336,13 @@ class _Progress:
         )
 
 
+def _report(result: ExportResult, target: str, extra: str = "") -> None:
+    """The summary line, then one line per failed listing, on stderr."""
+    _error(_summary(result, target) + extra)
+    for ref, error in result.failures:
+        _error(f"failed: {ref}: {error}")
+
+
 def _summary(result: ExportResult, target: str) -> str:
     ok = result.done
     failed = len(result.failures)
@@ -482,9 +489,7 @@ async def _export_command(args: argparse.Namespace, live: list[ExportResult]) ->
                 state_path=None if path is None or state is None else state_path_for(path),
                 on_progress=on_progress,
             )
-    _error(_summary(result, target))
-    for ref, error in result.failures:
-        _error(f"failed: {ref}: {error}")
+    _report(result, target)
     if result.failures:
         if path is not None and state is not None:
             _error("run the same command with --resume to retry the failed listings")
@@ -529,9 +534,11 @@ async def _demo_command(args: argparse.Namespace) -> int:
             with _Progress(sieve, len(refs)) as progress, _open_writer(path, "jsonl", None) as out:
                 result = await export(sieve, refs, out, concurrency=4, on_progress=progress.update)
             retries = sieve.stats.retries
-    _error(_summary(result, str(path)) + f"; {retries} requests retried")
-    for ref, error in result.failures:
-        _error(f"failed: {ref}: {error}")
+    _report(result, str(path), f"; {retries} requests retried")
+    _error(
+        "next: run 'sieve-async fake-server' in another terminal and point "
+        "'sieve-async export' (or your own code) at it"
+    )
     return EXIT_FAILED if result.failures else EXIT_OK
 
 
