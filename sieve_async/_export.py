@@ -52,7 +52,7 @@ __all__ = [
     "state_path_for",
 ]
 
-logger = logging.getLogger("sieve_async")
+logger = logging.getLogger("sieve_async.export")
 
 Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: Final = ("jsonl", "csv", "parquet")

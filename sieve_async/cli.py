@@ -267,6 +267,9 @@ def _configure_logging(verbose: int) -> None:
         log.handlers = [handler]
         log.setLevel(level if name != "aiohttp" else max(level, logging.ERROR))
         log.propagate = False
+    # What the export itself warns about (a listing out of order under --since) changes the
+    # output, so it is always shown.
+    logging.getLogger("sieve_async.export").setLevel(min(level, logging.WARNING))
 
 
 def _error(message: str) -> None:
