@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol
+from typing import IO, Any, Final, Protocol
 
 import anyio
 import attrs
@@ -40,7 +40,6 @@ __all__ = [
     "CsvWriter",
     "ExportResult",
     "ExportState",
-    "Format",
     "JsonlWriter",
     "ListingState",
     "ParquetWriter",
@@ -54,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger("sieve_async.export")
 
-Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: Final = ("jsonl", "csv", "parquet")
 
 #: The key added to each exported job naming the function it came from (``owner/name``).
@@ -562,7 +560,7 @@ async def export(
                     continue
                 jobs = batch.jobs
                 if max_jobs is not None and state.jobs + len(jobs) >= max_jobs:
-                    jobs = jobs[: max_jobs - state.jobs]
+                    jobs = jobs[: max(0, max_jobs - state.jobs)]
                     result.truncated = True
                 if jobs:
                     writer.write(batch.ref, jobs)
