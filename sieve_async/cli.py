@@ -1,8 +1,638 @@
-"""Command line: ``sieve-async export | demo | fake-server``."""
+"""Command line: ``sieve-async export | demo | fake-server``.
+
+Exit codes: 0 everything exported; 1 some listings failed (each is named on stderr, the others
+are in the output) or another API error; 2 a usage error (bad arguments, no API key, a resume
+state written for other arguments); 130 interrupted, after the resume state was saved.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sieve-async`` command."""
-    raise SystemExit("not yet")
+from . import __version__
+from ._client import SieveClient
+from ._exceptions import SieveConfigError, SieveError
+from ._export import (
+    FORMATS,
+    FUNCTION_KEY,
+    CsvWriter,
+    ExportResult,
+    ExportState,
+    JsonlWriter,
+    ParquetWriter,
+    StateError,
+    Writer,
+    export,
+    load_state,
+    state_path_for,
+)
+from ._models import FunctionRef
+from ._validate import STATUSES
+from .testing import FakeSieve, Faults
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+#: Function names the fake server and the demo serve, before numbered ones.
+_FAKE_NAMES: Final = (
+    "sieve/retalker",
+    "sieve/whisper",
+    "sieve/dubbing",
+    "acme/transcribe",
+    "acme/lipsync",
+    "acme/captions",
+)
+#: The demo's functions and their job counts: a few big listings, some small, one empty.
+_DEMO_FUNCTIONS: Final = dict(zip(_FAKE_NAMES, (6000, 4500, 3000, 1500, 700, 0), strict=True))
+
+
+class UsageError(Exception):
+    """A problem with the command's arguments or files, reported with exit code 2."""
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def _function_ref(text: str) -> FunctionRef:
+    try:
+        return FunctionRef.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected OWNER/FUNCTION)") from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if text == "0":
+        return 0
+    return _positive_int(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time such as 2025-06-01T12:00, got {text!r}"
+        ) from exc
+    # The API's timestamps are UTC; a time without an offset means UTC too.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sieve-async`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="sieve-async",
+        description="Read Sieve job history at scale.",
+        epilog="exit codes: 0 ok, 1 some listings failed, 2 usage error, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show retries and other warnings on stderr (-vv: every request)",
+    )
+
+    ex = commands.add_parser(
+        "export",
+        parents=[verbose],
+        help="export the jobs of functions to JSONL, CSV or Parquet",
+        description=(
+            "Export the jobs of one or more functions. Reads SIEVE_API_KEY, and SIEVE_API_URL "
+            f"if set. JSONL lines are the server's job objects unchanged plus {FUNCTION_KEY!r} "
+            "(the function's OWNER/NAME)."
+        ),
+    )
+    ex.add_argument(
+        "functions", nargs="*", type=_function_ref, metavar="OWNER/FUNCTION", help="functions"
+    )
+    ex.add_argument("--all-functions", action="store_true", help="every function the key can see")
+    ex.add_argument("--status", choices=STATUSES, help="only jobs in this status")
+    ex.add_argument(
+        "--since",
+        type=_timestamp,
+        metavar="ISO_DATETIME",
+        help="only jobs created at or after this time (UTC unless an offset is given)",
+    )
+    ex.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="output file; '-' or none for stdout",
+    )
+    ex.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (default: from the file's suffix, else jsonl)",
+    )
+    ex.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="listings read at once (default 8)",
+    )
+    ex.add_argument("--max-jobs", type=_positive_int, metavar="N", help="stop after N jobs in all")
+    ex.add_argument(
+        "--page-size", type=_positive_int, metavar="N", help="jobs to ask for per request"
+    )
+    ex.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted export of the same arguments into the same file",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[verbose],
+        help="export from a built-in fake Sieve API, no account needed",
+    )
+    demo.add_argument(
+        "-o",
+        "--output",
+        default="sieve-demo-jobs.jsonl",
+        metavar="FILE",
+        help="where to write (default: sieve-demo-jobs.jsonl)",
+    )
+
+    fake = commands.add_parser(
+        "fake-server",
+        parents=[verbose],
+        help="run a fake Sieve API to test your own code against",
+        description=(
+            "Serve deterministic job histories until Ctrl-C or SIGTERM. The first line printed "
+            "is 'listening on URL'."
+        ),
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    fake.add_argument(
+        "--port", type=_non_negative_int, default=8080, help="port (0 for any free one)"
+    )
+    fake.add_argument("--functions", type=_positive_int, default=3, metavar="N")
+    fake.add_argument(
+        "--jobs", type=_non_negative_int, default=1000, metavar="N", help="jobs per function"
+    )
+    fake.add_argument(
+        "--shape",
+        choices=("envelope", "bare"),
+        help="force one response shape (default: the shapes the API uses today)",
+    )
+    fake.add_argument(
+        "--page-cap", type=_positive_int, metavar="N", help="at most N items per page"
+    )
+    fake.add_argument(
+        "--fault-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="R",
+        help="share of listing requests that fail (429, 5xx, dropped, truncated...)",
+    )
+    fake.add_argument(
+        "--latency",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="seconds per request",
+    )
+    fake.add_argument("--seed", type=int, default=0, help="seeds job histories and faults")
+    fake.add_argument("--api-key", help="the key to require (default: a fixed fake key)")
+    return parser
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is now, so log lines print above a live progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # a log line must never break the export
+            self.handleError(record)
+
+
+def _configure_logging(verbose: int) -> None:
+    # stamina announces each scheduled retry at WARNING; on a long export that is noise.
+    level = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in ("sieve_async", "stamina", "aiohttp"):
+        log = logging.getLogger(name)
+        log.handlers = [handler]
+        log.setLevel(level if name != "aiohttp" else max(level, logging.ERROR))
+        log.propagate = False
+    # What the export itself warns about (a listing out of order under --since) changes the
+    # output, so it is always shown.
+    logging.getLogger("sieve_async.export").setLevel(min(level, logging.WARNING))
+
+
+def _error(message: str) -> None:
+    print(f"sieve-async: {message}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A rich progress bar on stderr, when stderr is a terminal and rich is installed."""
+
+    def __init__(self, sieve: SieveClient, listings: int) -> None:
+        self._sieve = sieve
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = time.monotonic()
+        if not sys.stderr.isatty():
+            return
+        try:
+            from rich.console import Console  # noqa: PLC0415 - optional extra
+            from rich.progress import (  # noqa: PLC0415 - optional extra
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+        except ImportError:
+            return
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("listings"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "{task.fields[jobs]:,} jobs · {task.fields[pages]:,} pages · "
+                "{task.fields[rate]:,.0f} jobs/s · {task.fields[retries]:,} retries"
+            ),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._bar.add_task(
+            "export", total=listings, jobs=0, pages=0, rate=0.0, retries=0
+        )
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, result: ExportResult) -> None:
+        """Show the live numbers of an export."""
+        if self._bar is None:
+            return
+        stats = self._sieve.stats
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self._bar.update(
+            self._task,
+            completed=result.done + len(result.failures),
+            jobs=result.total_jobs,
+            pages=stats.pages,
+            rate=result.jobs / elapsed,
+            retries=stats.retries,
+        )
+
+
+def _report(result: ExportResult, target: str, extra: str = "") -> None:
+    """The summary line, then one line per failed listing, on stderr."""
+    _error(_summary(result, target) + extra)
+    for ref, error in result.failures:
+        _error(f"failed: {ref}: {error}")
+
+
+def _summary(result: ExportResult, target: str) -> str:
+    ok = result.done
+    failed = len(result.failures)
+    rate = result.jobs / result.elapsed if result.elapsed > 0 else 0.0
+    text = (
+        f"exported {result.jobs:,} jobs from {result.listings} "
+        f"listing{'' if result.listings == 1 else 's'} "
+        f"({ok} ok, {failed} failed) in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
+    )
+    if result.total_jobs != result.jobs:
+        text += f"; {result.total_jobs:,} jobs in the file"
+    if result.truncated:
+        text += " (stopped at --max-jobs)"
+    return text
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
+    if args.format:
+        return str(args.format)
+    if path is not None and path.suffix.lower() in (".csv", ".parquet"):
+        return path.suffix.lower()[1:]
+    return "jsonl"
+
+
+def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
+    if not args.functions and not args.all_functions:
+        raise UsageError("name at least one OWNER/FUNCTION, or pass --all-functions")
+    path = None if args.output in (None, "-") else Path(args.output)
+    fmt = _pick_format(args, path)
+    if fmt == "parquet":
+        if path is None:
+            raise UsageError("--format parquet needs a file: -o FILE")
+        if args.resume:
+            raise UsageError("--resume is not supported for parquet; use jsonl or csv")
+        try:
+            import pyarrow  # noqa: F401, PLC0415 - only to report a missing extra early
+        except ImportError:
+            raise UsageError(
+                "parquet output needs pyarrow: pip install 'sieve-async[parquet]'"
+            ) from None
+    if args.resume and path is None:
+        raise UsageError("--resume needs an output file: -o FILE")
+    return path, fmt
+
+
+def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
+    """The arguments that decide what the output holds; a resume must repeat them."""
+    return {
+        "functions": sorted(str(ref) for ref in args.functions),
+        "all_functions": bool(args.all_functions),
+        "status": args.status,
+        "since": None if args.since is None else args.since.isoformat(),
+        "format": fmt,
+    }
+
+
+def _load_resume_state(path: Path, params: dict[str, Any]) -> ExportState | None:
+    state = load_state(state_path_for(path))
+    if state is None:
+        return None
+    if state.params != params:
+        differ = sorted(k for k in {*params, *state.params} if params.get(k) != state.params.get(k))
+        raise StateError(
+            f"{state_path_for(path)} was written for other arguments (different "
+            f"{', '.join(differ)}); repeat the original command, or drop --resume to start over"
+        )
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise StateError(f"{path} is missing; drop --resume to start over") from None
+    if size < state.length:
+        raise StateError(
+            f"{path} is shorter than its resume state says ({size} < {state.length} bytes); "
+            "drop --resume to start over"
+        )
+    return state
+
+
+@contextlib.contextmanager
+def _open_writer(path: Path | None, fmt: str, resume_at: int | None) -> Iterator[Writer]:
+    """A writer for ``fmt`` to ``path`` (stdout if ``None``); continue at ``resume_at`` bytes."""
+    writer: Writer
+    if path is None:
+        stream = sys.stdout.buffer
+        cls = CsvWriter if fmt == "csv" else JsonlWriter
+        writer = cls(stream, owned=False, durable=False)
+    elif fmt == "parquet":
+        writer = ParquetWriter(path)
+    else:
+        cls = CsvWriter if fmt == "csv" else JsonlWriter
+        if resume_at is not None:
+            # Lines after the covered length were written after the last state: drop them,
+            # their jobs are read again from the checkpoints.
+            file: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - the writer closes it
+            file.truncate(resume_at)
+            file.seek(resume_at)
+        else:
+            file = open(path, "wb")  # noqa: SIM115 - the writer closes it
+        writer = cls(file, length=resume_at or 0, owned=True, durable=True)
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
+    path, fmt = _check_export_args(args)
+    params = _params(args, fmt)
+    state = _load_resume_state(path, params) if args.resume and path is not None else None
+    if args.resume and state is None:
+        _error("no resume state beside the output; starting from the beginning")
+    async with SieveClient(max_connections=args.concurrency) as sieve:
+        refs: list[FunctionRef] = list(dict.fromkeys(args.functions))
+        if state is not None:
+            refs = [FunctionRef.parse(name) for name in state.listings]
+        elif args.all_functions:
+            async for function in sieve.list_functions():
+                refs.append(function.ref)
+            refs = list(dict.fromkeys(refs))
+        resume_at = None if state is None else state.length
+        if state is None and path is not None and fmt != "parquet":
+            state = ExportState(params=params)
+        target = "stdout" if path is None else str(path)
+        with _Progress(sieve, len(refs)) as progress, _open_writer(path, fmt, resume_at) as writer:
+
+            def on_progress(result: ExportResult) -> None:
+                if not live:
+                    live.append(result)
+                progress.update(result)
+
+            result = await export(
+                sieve,
+                refs,
+                writer,
+                concurrency=args.concurrency,
+                status=args.status,
+                page_size=args.page_size,
+                since=args.since,
+                max_jobs=args.max_jobs,
+                state=state,
+                state_path=None if path is None or state is None else state_path_for(path),
+                on_progress=on_progress,
+            )
+    _report(result, target)
+    if result.failures:
+        if path is not None and state is not None:
+            _error("run the same command with --resume to retry the failed listings")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- demo and fake server --------------------------------------------------------------------
+
+
+def _fake_functions(count: int, jobs: int) -> dict[str, int]:
+    names = [
+        _FAKE_NAMES[i] if i < len(_FAKE_NAMES) else f"acme/function-{i + 1}" for i in range(count)
+    ]
+    return dict.fromkeys(names, jobs)
+
+
+async def _demo_command(args: argparse.Namespace) -> int:
+    path = Path(args.output)
+    total = sum(_DEMO_FUNCTIONS.values())
+    fake = FakeSieve(
+        functions=_DEMO_FUNCTIONS,
+        page_cap=100,
+        latency=0.01,
+        faults=Faults(rate=0.03, seed=1),
+        seed=1,
+    )
+    async with fake:
+        _error(
+            f"demo: a fake Sieve API at {fake.url} with {len(_DEMO_FUNCTIONS)} functions and "
+            f"{total:,} jobs, 10 ms per request, 3% of requests failing (and retried)"
+        )
+        client = SieveClient(
+            api_key=fake.api_key,
+            base_url=fake.url,
+            retry_wait_initial=0.05,
+            retry_wait_max=0.5,
+            max_connections=4,
+        )
+        refs = [FunctionRef.parse(name) for name in _DEMO_FUNCTIONS]
+        async with client as sieve:
+            with _Progress(sieve, len(refs)) as progress, _open_writer(path, "jsonl", None) as out:
+                result = await export(sieve, refs, out, concurrency=4, on_progress=progress.update)
+            retries = sieve.stats.retries
+    _report(result, str(path), f"; {retries} requests retried")
+    _error(
+        "next: run 'sieve-async fake-server' in another terminal and point "
+        "'sieve-async export' (or your own code) at it"
+    )
+    return EXIT_FAILED if result.failures else EXIT_OK
+
+
+async def _fake_server_command(args: argparse.Namespace) -> int:
+    fake = FakeSieve(
+        functions=_fake_functions(args.functions, args.jobs),
+        shape=args.shape,
+        page_cap=args.page_cap,
+        latency=args.latency,
+        seed=args.seed,
+        faults=Faults(rate=args.fault_rate, seed=args.seed),
+        host=args.host,
+        port=args.port,
+        **({} if args.api_key is None else {"api_key": args.api_key}),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with fake:
+            # Read by scripts and tests that start the server with --port 0: keep it first.
+            print(f"listening on {fake.url}", flush=True)
+            print(f"api key: {fake.api_key}", flush=True)
+            print(f"functions: {', '.join(fake.functions)} ({args.jobs:,} jobs each)", flush=True)
+            print(f"export SIEVE_API_URL={fake.url} SIEVE_API_KEY={fake.api_key}", flush=True)
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return EXIT_OK
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _run(command: Callable[[], Any]) -> int:
+    try:
+        return int(asyncio.run(command()))
+    except BaseExceptionGroup as group:
+        # Task groups wrap even a single error; report it as itself.
+        error = _only_error(group)
+        if error is None:
+            raise
+        raise error from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sieve-async`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    live: list[ExportResult] = []
+    try:
+        if args.command == "export":
+            return _run(lambda: _export_command(args, live))
+        if args.command == "demo":
+            return _run(lambda: _demo_command(args))
+        return _run(lambda: _fake_server_command(args))
+    except KeyboardInterrupt:
+        done = f" after {live[0].total_jobs:,} jobs" if live else ""
+        resume = (
+            " (run the same command with --resume to continue)" if args.command == "export" else ""
+        )
+        _error(f"interrupted{done}{resume}")
+        return EXIT_INTERRUPTED
+    except SieveConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except (UsageError, StateError) as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except SieveError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``): stop quietly, as other tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return EXIT_FAILED
