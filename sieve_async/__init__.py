@@ -32,8 +32,8 @@ from ._paginator import AsyncPaginator
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "AsyncPaginator",
+    "DEFAULT_BASE_URL",
     "FanOut",
     "Function",
     "FunctionRef",

@@ -1,0 +1,179 @@
+"""The public surface: exported names, argument checks before any request, model structuring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import sieve_async
+from sieve_async import FunctionRef, Job, JobIO, JobStatus, SieveClient
+from sieve_async._convert import structure
+from sieve_async._validate import STATUSES
+
+pytestmark = pytest.mark.anyio
+
+EXPORTED = {
+    "DEFAULT_BASE_URL",
+    "AsyncPaginator",
+    "FanOut",
+    "Function",
+    "FunctionRef",
+    "FunctionVersion",
+    "Job",
+    "JobIO",
+    "JobStatus",
+    "Page",
+    "Restart",
+    "SieveAPIError",
+    "SieveAuthenticationError",
+    "SieveClient",
+    "SieveConfigError",
+    "SieveConnectionError",
+    "SieveDecodeError",
+    "SieveError",
+    "SieveInvalidRequestError",
+    "SieveNotFoundError",
+    "SievePaginationError",
+    "SievePermissionError",
+    "SieveRateLimitError",
+    "SieveServerError",
+    "SieveTimeoutError",
+    "__version__",
+}
+
+
+def test_exported_names() -> None:
+    """__all__ is sorted, complete, and every name in it exists."""
+    assert set(sieve_async.__all__) == EXPORTED
+    assert sieve_async.__all__ == sorted(sieve_async.__all__)
+    for name in sieve_async.__all__:
+        assert hasattr(sieve_async, name)
+
+
+def test_status_values_agree() -> None:
+    """The statuses accepted for filtering are exactly JobStatus's values."""
+    assert tuple(s.value for s in JobStatus) == STATUSES
+
+
+BAD_LISTING_ARGS: list[tuple[str, dict[str, Any], str]] = [
+    ("page_size", {"page_size": 0}, "page_size"),
+    ("page_size", {"page_size": -5}, "page_size"),
+    ("page_size", {"page_size": True}, "page_size"),
+    ("offset", {"offset": -1}, "offset"),
+    ("max_items", {"max_items": -1}, "max_items"),
+    ("read_ahead", {"read_ahead": -1}, "read_ahead"),
+    ("status", {"status": "done"}, "status"),
+]
+
+
+@pytest.mark.parametrize(("_", "kwargs", "match"), BAD_LISTING_ARGS)
+async def test_bad_listing_arguments(
+    serve: Any, _: str, kwargs: dict[str, Any], match: str
+) -> None:
+    """Bad keyword options raise ValueError at the call, before any request."""
+    async with serve() as (fake, sieve):
+        with pytest.raises(ValueError, match=match):
+            sieve.list_function_jobs("sieve", "retalker", **kwargs)
+        with pytest.raises(ValueError, match=match):
+            sieve.list_version_jobs("sieve", "retalker", "latest", **kwargs)
+        if "status" not in kwargs:
+            with pytest.raises(ValueError, match=match):
+                sieve.list_functions(**kwargs)
+        assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "function", "match"),
+    [
+        ("", "f", "empty"),
+        ("o", "", "empty"),
+        ("a/b", "f", "'/'"),
+        ("o", "x/y", "'/'"),
+        ("  ", "f", "empty"),
+        (None, "f", "string"),
+    ],
+)
+async def test_bad_names(serve: Any, owner: Any, function: Any, match: str) -> None:
+    """Empty names and names with '/' raise ValueError before any request."""
+    async with serve() as (fake, sieve):
+        for call in (sieve.list_function_jobs, sieve.list_function_versions):
+            with pytest.raises(ValueError, match=match):
+                call(owner, function)
+        with pytest.raises(ValueError, match=match):
+            sieve.list_jobs_for_functions([(owner, function)])
+        assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("functions", "kwargs", "match"),
+    [
+        (["noslash"], {}, "owner/function"),
+        ("sieve/retalker", {}, "list"),
+        (["sieve/retalker"], {"concurrency": 0}, "concurrency"),
+        (["sieve/retalker"], {"on_error": "ignore"}, "on_error"),
+        (["sieve/retalker"], {"status": "nope"}, "status"),
+        ([42], {}, "owner/function"),
+    ],
+)
+async def test_bad_fanout_arguments(
+    serve: Any, functions: Any, kwargs: dict[str, Any], match: str
+) -> None:
+    """list_jobs_for_functions checks every argument before any request."""
+    async with serve() as (fake, sieve):
+        with pytest.raises(ValueError, match=match):
+            sieve.list_jobs_for_functions(functions, **kwargs)
+        assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_connections", 0),
+        ("max_retries", -1),
+        ("timeout", 0),
+        ("rate_limit", 0),
+        ("timeout", "soon"),
+        ("max_response_bytes", 0),
+    ],
+)
+def test_bad_client_options(option: str, value: Any) -> None:
+    """Out-of-range client options raise ValueError naming the option, at construction."""
+    with pytest.raises(ValueError, match=option):
+        SieveClient(api_key="k", **{option: value})
+
+
+def test_client_repr_hides_key() -> None:
+    """The client's repr names the URL, never the key."""
+    sieve = SieveClient(api_key="sk-secret-123")
+    assert "sk-secret-123" not in repr(sieve)
+    assert "mango.sievedata.com" in repr(sieve)
+
+
+def test_function_ref_forms() -> None:
+    """'owner/function', (owner, function) and FunctionRef name the same function."""
+    ref = FunctionRef.parse("sieve/retalker")
+    assert ref == FunctionRef.parse(("sieve", "retalker")) == FunctionRef.parse(ref)
+    assert str(ref) == "sieve/retalker"
+
+
+def test_structuring_tolerates_what_the_api_may_send() -> None:
+    """Unknown fields, missing optional fields and unknown statuses do not break a Job."""
+    raw = {
+        "id": "j1",
+        "status": "paused-by-operator",
+        "created_at": "2024-12-15T01:41:59.195000",
+        "completed_at": "2024-12-15T03:41:59+02:00",
+        "outputs": [{"type": "str", "data": "a"}, [{"type": "int", "data": 1}]],
+        "brand_new_field": {"x": 1},
+    }
+    job = structure(raw, Job)
+    assert job.status == "paused-by-operator"
+    assert not isinstance(job.status, JobStatus)
+    assert job.created_at == datetime(2024, 12, 15, 1, 41, 59, 195000, tzinfo=UTC)
+    assert job.completed_at == datetime(2024, 12, 15, 1, 41, 59, tzinfo=UTC)
+    assert job.started_at is None
+    assert job.outputs == [JobIO(type="str", data="a"), [JobIO(type="int", data=1)]]
+    assert job.raw is raw
+    assert structure({"id": "j2", "status": "finished"}, Job).status is JobStatus.FINISHED

@@ -1,0 +1,178 @@
+"""Many functions at once, read-ahead within one listing, and clean cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sieve_async import FunctionRef, SieveClient, SieveNotFoundError
+from sieve_async.testing import FakeSieve, Mutations
+
+pytestmark = pytest.mark.anyio
+
+FIFTY = {f"org{i % 5}/fn{i}": 120 + 7 * i for i in range(50)}
+
+
+def running_tasks(sieve: SieveClient) -> int:
+    return sum(1 for task in sieve._tasks._tasks if not task.done())
+
+
+async def test_fifty_functions_bounded_and_tagged(serve: Any) -> None:
+    """50 functions at concurrency 8, 10 ms latency: every job once, tagged, ≤ 8 in flight."""
+    async with serve(functions=FIFTY, page_cap=100, latency=0.01) as (fake, sieve):
+        seen: Counter[str] = Counter()
+        async for ref, job in sieve.list_jobs_for_functions(list(FIFTY), concurrency=8):
+            assert isinstance(ref, FunctionRef)
+            assert job.raw["function"] == {"name": ref.name, "owner_name": ref.owner_name}
+            seen[job.id] += 1
+        expected = {job["id"] for name in FIFTY for job in fake.jobs(name)}
+        assert set(seen) == expected
+        assert max(seen.values()) == 1
+        assert fake.max_in_flight <= 8
+        assert fake.max_in_flight >= 4, "the fan-out did run listings side by side"
+        assert running_tasks(sieve) == 0
+
+
+async def test_client_bound_caps_fanout_concurrency(serve: Any) -> None:
+    """Concurrency above the client's max_connections is held to max_connections."""
+    names = list(FIFTY)[:12]
+    async with serve(
+        {"max_connections": 3}, functions=dict.fromkeys(names, 150), page_cap=50, latency=0.005
+    ) as (fake, sieve):
+        count = 0
+        async for _ in sieve.list_jobs_for_functions(names, concurrency=10):
+            count += 1
+        assert count == 12 * 150
+        assert fake.max_in_flight <= 3
+
+
+async def test_consumer_stopping_early_stops_fetching(serve: Any) -> None:
+    """Taking 11 jobs then closing: only first pages were fetched, nothing after aclose."""
+    async with serve(functions=FIFTY, page_cap=100, latency=0.01) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions(list(FIFTY), concurrency=8, buffer_size=16)
+        taken = []
+        async for pair in jobs:
+            taken.append(pair)
+            if len(taken) == 11:
+                break
+        await jobs.aclose()
+        fetched = len(fake.requests)
+        # At most one page per open listing (8) is in hand or in flight; pages hold 100 jobs,
+        # far more than the 16-job buffer and the 11 taken.
+        assert fetched <= 8
+        await asyncio.sleep(0.1)
+        assert len(fake.requests) == fetched, "no request after aclose()"
+        assert running_tasks(sieve) == 0
+
+
+async def test_slow_consumer_holds_producers_back(serve: Any) -> None:
+    """Backpressure: while the consumer sleeps, producers stop at the buffer."""
+    async with serve(functions=dict.fromkeys(list(FIFTY)[:4], 400), page_cap=20) as (fake, sieve):
+        async with sieve.list_jobs_for_functions(
+            list(FIFTY)[:4], concurrency=4, buffer_size=8
+        ) as jobs:
+            await jobs.__anext__()
+            await asyncio.sleep(0.2)
+            # 4 listings x (one page being sent + one page fetched next) at most
+            assert len(fake.requests) <= 8
+        assert running_tasks(sieve) == 0
+
+
+async def test_not_found_raises_and_cancels_the_rest(serve: Any) -> None:
+    """One 404 under on_error='raise' raises SieveNotFoundError and leaves nothing running."""
+    names = [*list(FIFTY)[:6], "org0/missing"]
+    async with serve(functions=dict.fromkeys(names[:6], 500), page_cap=50, latency=0.01) as (
+        fake,
+        sieve,
+    ):
+        with pytest.raises(SieveNotFoundError, match="org0/missing"):
+            async for _ in sieve.list_jobs_for_functions(names, concurrency=8):
+                pass
+        assert running_tasks(sieve) == 0
+        requests = len(fake.requests)
+        await asyncio.sleep(0.05)
+        assert len(fake.requests) == requests
+
+
+async def test_not_found_continue_reports_failure(serve: Any) -> None:
+    """Under on_error='continue' every other function's jobs arrive and the failure is listed."""
+    names = [*list(FIFTY)[:6], "org0/missing"]
+    async with serve(functions=dict.fromkeys(names[:6], 130), page_cap=50) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions(names, concurrency=3, on_error="continue")
+        ids = [job.id async for _, job in jobs]
+        assert sorted(ids) == sorted(job["id"] for n in names[:6] for job in fake.jobs(n))
+        assert [(str(ref), type(err)) for ref, err in jobs.failures] == [
+            ("org0/missing", SieveNotFoundError)
+        ]
+        assert len(jobs.completed) == 6
+
+
+async def test_closing_client_stops_an_unclosed_fanout() -> None:
+    """Leaving `async with SieveClient()` cancels and awaits a fan-out left mid-way."""
+    async with FakeSieve(functions=dict.fromkeys(list(FIFTY)[:5], 300), page_cap=30) as fake:
+        async with SieveClient(api_key=fake.api_key, base_url=fake.url) as sieve:
+            jobs = sieve.list_jobs_for_functions(list(FIFTY)[:5], concurrency=5)
+            async for _ in jobs:
+                break
+        assert running_tasks(sieve) == 0
+        requests = len(fake.requests)
+        await asyncio.sleep(0.05)
+        assert len(fake.requests) == requests
+
+
+@pytest.mark.parametrize("shape", ["envelope", "bare"])
+@pytest.mark.parametrize("cap", [None, 37])
+async def test_read_ahead_delivers_in_order(serve: Any, shape: str, cap: int | None) -> None:
+    """read_ahead=4 yields the same jobs in the same order, re-aligning to a smaller cap."""
+    async with serve(functions={"sieve/a": 1000}, shape=shape, page_cap=cap, latency=0.002) as (
+        fake,
+        sieve,
+    ):
+        jobs = await sieve.list_function_jobs("sieve", "a", page_size=50, read_ahead=4).collect()
+        assert [j.id for j in jobs] == [j["id"] for j in fake.jobs("sieve/a")]
+    assert running_tasks(sieve) == 0
+
+
+async def test_read_ahead_fetches_in_parallel(serve: Any) -> None:
+    """With read_ahead=4, up to 5 requests of one listing are in flight together."""
+    async with serve(functions={"sieve/a": 2000}, page_cap=100, latency=0.02) as (fake, sieve):
+        jobs = await sieve.list_function_jobs("sieve", "a", page_size=100, read_ahead=4).collect()
+        assert len(jobs) == 2000
+        assert fake.max_in_flight >= 4
+
+
+async def test_read_ahead_under_a_moving_list(serve: Any) -> None:
+    """Read-ahead keeps exactly-once when jobs land at the head after every page."""
+    async with serve(
+        functions={"sieve/a": 1200},
+        page_cap=100,
+        mutations=Mutations(insert_every=1, insert_count=5),
+    ) as (fake, sieve):
+        original = [j["id"] for j in fake.jobs("sieve/a")]
+        jobs = await sieve.list_function_jobs("sieve", "a", page_size=100, read_ahead=3).collect()
+        assert [j.id for j in jobs] == original
+
+
+async def test_read_ahead_aclose_sends_nothing_more(serve: Any) -> None:
+    """Stopping a read-ahead paginator early cancels its look-ahead; nothing is sent after."""
+    async with serve(functions={"sieve/a": 3000}, page_cap=100, latency=0.02) as (fake, sieve):
+        async with sieve.list_function_jobs("sieve", "a", page_size=100, read_ahead=6) as pages:
+            async for _ in pages:
+                break
+        assert running_tasks(sieve) == 0
+        sent = len(fake.requests)
+        assert sent <= 7
+        await asyncio.sleep(0.1)
+        assert len(fake.requests) == sent
+
+
+async def test_read_ahead_left_open_is_closed_with_client() -> None:
+    """A read-ahead paginator abandoned mid-way is cleaned up by closing the client."""
+    async with FakeSieve(functions={"sieve/a": 3000}, page_cap=100, latency=0.01) as fake:
+        async with SieveClient(api_key=fake.api_key, base_url=fake.url) as sieve:
+            async for _ in sieve.list_function_jobs("sieve", "a", read_ahead=5):
+                break
+        assert running_tasks(sieve) == 0
