@@ -30,8 +30,10 @@ DEFAULT_BASE_URL: Final = "https://mango.sievedata.com"
 _MIB = 1 << 20
 
 
-def _segment(value: str) -> str:
-    return quote(value, safe="")
+def _function_path(ref: FunctionRef, *rest: str) -> str:
+    """``/v2/functions/{owner}/{name}/...``, each segment percent-encoded."""
+    segments = (ref.owner_name, ref.name, *rest)
+    return "/v2/functions/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
 def _decode(status: int, body: bytes) -> RawPage:
@@ -189,10 +191,7 @@ class SieveClient:
         Raises:
             ValueError: an argument is out of range; raised here, before any request.
         """
-        path = (
-            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
-            f"{_segment(check_name(function, 'function'))}/jobs"
-        )
+        path = _function_path(FunctionRef.parse((owner, function)), "jobs")
         return self._paginate(
             path,
             Job,
@@ -271,10 +270,7 @@ class SieveClient:
 
         Takes the keyword options of `list_function_jobs`, except ``status``.
         """
-        path = (
-            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
-            f"{_segment(check_name(function, 'function'))}/versions"
-        )
+        path = _function_path(FunctionRef.parse((owner, function)), "versions")
         return self._paginate(
             path,
             FunctionVersion,
@@ -305,11 +301,8 @@ class SieveClient:
         ``GET /v2/functions/{owner}/{function}/versions/{version}/jobs``; ``version`` is an id,
         an id prefix or ``latest``. Takes the keyword options of `list_function_jobs`.
         """
-        path = (
-            f"/v2/functions/{_segment(check_name(owner, 'owner'))}/"
-            f"{_segment(check_name(function, 'function'))}/versions/"
-            f"{_segment(check_name(version, 'version'))}/jobs"
-        )
+        ref = FunctionRef.parse((owner, function))
+        path = _function_path(ref, "versions", check_name(version, "version"), "jobs")
         return self._paginate(
             path,
             Job,
@@ -360,7 +353,7 @@ class SieveClient:
         buffer = check_positive(buffer_size, "buffer_size") or 4 * concurrency
 
         def listing(ref: FunctionRef, limiter: anyio.CapacityLimiter) -> AsyncPaginator[Job]:
-            path = f"/v2/functions/{_segment(ref.owner_name)}/{_segment(ref.name)}/jobs"
+            path = _function_path(ref, "jobs")
             return self._paginate(
                 path,
                 Job,

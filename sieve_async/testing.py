@@ -334,11 +334,9 @@ class FakeSieve:
         app = web.Application()
         app.router.add_get("/v2/functions", self._functions)
         app.router.add_get("/v2/jobs", self._all_jobs)
-        app.router.add_get("/v2/functions/{owner}/{name}/jobs", self._function_jobs)
+        app.router.add_get("/v2/functions/{owner}/{name}/jobs", self._jobs)
         app.router.add_get("/v2/functions/{owner}/{name}/versions", self._versions)
-        app.router.add_get(
-            "/v2/functions/{owner}/{name}/versions/{version}/jobs", self._version_jobs
-        )
+        app.router.add_get("/v2/functions/{owner}/{name}/versions/{version}/jobs", self._jobs)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=0.1
         )
@@ -594,30 +592,15 @@ class FakeSieve:
             return _detail(404, f"Function {owner}/{name} not found")
         return listing
 
-    async def _function_jobs(self, request: web.Request) -> web.StreamResponse:
+    async def _jobs(self, request: web.Request) -> web.StreamResponse:
+        """A function's jobs, or (with a ``version`` in the path) one version's."""
+
         async def handle() -> web.StreamResponse:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
-            status = request.query.get("status") or None
-            items = listing.view(status if status in STATUSES else None)[1]
-            return await self._serve(
-                request,
-                items,
-                envelope=self._shape_is_envelope(True),
-                listing=listing,
-                status=status,
-            )
-
-        return await self._guarded(request, handle, listing=True)
-
-    async def _version_jobs(self, request: web.Request) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
-            listing = self._listing_of(request)
-            if isinstance(listing, web.Response):
-                return listing
-            version = request.match_info["version"]
-            if version != "latest" and not listing.version_id.startswith(version):
+            version = request.match_info.get("version")
+            if version not in (None, "latest") and not listing.version_id.startswith(version):
                 return _detail(
                     404, f"Version {version} of {listing.owner}/{listing.name} not found"
                 )
