@@ -94,3 +94,20 @@ async def test_no_request_until_iterated(serve: Any) -> None:
     async with serve() as (fake, sieve):
         sieve.list_function_jobs("sieve", "retalker")
         assert fake.requests == []
+
+
+async def test_own_session_is_used_and_left_open() -> None:
+    """A session passed in carries the requests and stays open after the client closes."""
+    import aiohttp
+
+    from sieve_async import SieveClient
+    from sieve_async.testing import FakeSieve
+
+    async with FakeSieve(functions={"sieve/a": 30}) as fake, aiohttp.ClientSession() as session:
+        sieve = SieveClient(api_key=fake.api_key, base_url=fake.url, session=session)
+        assert len(await sieve.list_function_jobs("sieve", "a").collect()) == 30
+        await sieve.aclose()
+        await sieve.aclose()
+        assert not session.closed
+        async with session.get(fake.url + "/v2/functions") as response:
+            assert response.status == 401, "the session itself holds no key"
