@@ -86,7 +86,7 @@ class SieveClient:
         if not key or not key.strip():
             raise SieveConfigError(
                 "no Sieve API key: set the SIEVE_API_KEY environment variable "
-                "or pass SieveClient(api_key=...)"
+                "(in code, api_key= also works)"
             )
         for name, number in (
             ("timeout", timeout),
