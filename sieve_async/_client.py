@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 
-from ._convert import structure
+from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
@@ -422,13 +422,10 @@ class SieveClient:
                 params["limit"] = str(window.limit)
             return await transport.get(path, params, _decode, limiter=limiter)
 
-        def structure_item(item: Any) -> T:
-            return structure(item, cls)
-
         paginator = AsyncPaginator(
             listing=listing,
             fetch=fetch,
-            structure=structure_item,
+            structure=structure_fn(cls),
             cursor=cursor,
             read_ahead=read_ahead,
             tasks=self._tasks,

@@ -4,6 +4,10 @@ Field lists follow the schemas of the Sieve OpenAPI document (``Job``, ``InputOu
 ``CompactFunctionApp``, ``Restart``, ``FunctionApp``, ``Version``). Every field but an item's
 identity is optional, because the API omits fields ("Omitted if truncate enabled") and adds new
 ones; `sieve_async._convert` ignores fields it does not know.
+
+The listing items (`Job`, `FunctionVersion`, `Function`) are attrs classes without slots:
+`sieve_async._convert` types their fields on first access from ``raw`` and keeps each result in
+the instance ``__dict__`` (see that module for why).
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class Restart:
     run_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Job:
     """A job of a Sieve function.
 
@@ -120,7 +124,7 @@ class Job:
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class FunctionVersion:
     """A deployed version of a function (``Version`` in the OpenAPI document)."""
 
@@ -146,7 +150,7 @@ class FunctionVersion:
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Function:
     """A Sieve function (``FunctionApp``); most fields are absent when the API truncates."""
 

@@ -1,0 +1,250 @@
+"""Lazily typed listing items: what a user reads equals cattrs' eager result, field by field."""
+
+from __future__ import annotations
+
+import pickle
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sieve_async import Function, FunctionVersion, Job, JobIO, JobStatus, SieveDecodeError
+from sieve_async._convert import converter, structure, structure_eager, structure_fn
+
+FEW = settings(max_examples=60, deadline=None)
+
+JOB_FIELDS = [a.name for a in attrs.fields(Job) if a.name != "raw"]
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+ids = st.uuids().map(str) | st.text(string.ascii_letters + string.digits + "-", min_size=1)
+names = st.text(string.ascii_lowercase + "-_", min_size=1, max_size=12)
+timespecs = st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"])
+
+
+@st.composite
+def timestamps(draw: st.DrawFn) -> str:
+    """Naive UTC ISO strings as the API sends them, now and then with an explicit offset."""
+    moment = draw(st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)))
+    if draw(st.integers(0, 9)) == 0:
+        offset = timezone(timedelta(minutes=draw(st.integers(-12 * 60, 14 * 60))))
+        moment = moment.replace(tzinfo=offset)
+    return moment.isoformat(timespec=draw(timespecs))
+
+
+def with_optional(
+    required: dict[str, st.SearchStrategy[Any]], optional: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with ``required`` keys, any of ``optional`` and a few fields no model knows."""
+    unknown = st.dictionaries(st.sampled_from(["new_field", "extra", "z_meta"]), json_values)
+    return st.builds(
+        lambda known, extra: {**extra, **known},
+        st.fixed_dictionaries(required, optional=optional),
+        unknown,
+    )
+
+
+job_ios = with_optional(
+    {},
+    {
+        "type": st.none() | st.sampled_from(["sieve.Video", "str", "int", "sieve.File"]),
+        "name": st.none() | names,
+        "data": json_values,
+        "description": st.none() | st.text(max_size=10),
+        "schema": st.none() | st.dictionaries(names, json_values, max_size=2),
+        "run_id": st.none() | ids,
+        "is_optional": st.none() | st.booleans(),
+    },
+)
+restarts = with_optional(
+    {},
+    {
+        "timestamp": st.none() | timestamps(),
+        "reason": st.none() | st.sampled_from(["preemption", "OOM", "error"]),
+        "type": st.none() | names,
+        "run_id": st.none() | ids,
+    },
+)
+statuses = st.sampled_from([s.value for s in JobStatus]) | st.sampled_from(
+    ["paused", "Finished", ""]
+)
+raw_jobs = with_optional(
+    {"id": ids},
+    {
+        "function_id": st.none() | ids,
+        "organization_id": st.none() | ids,
+        "function": st.none() | st.fixed_dictionaries({"name": names, "owner_name": names}),
+        "status": st.none() | statuses,
+        "created_at": st.none() | timestamps(),
+        "started_at": st.none() | timestamps(),
+        "completed_at": st.none() | timestamps(),
+        "inputs": st.dictionaries(names, job_ios, max_size=3),
+        "outputs": st.lists(job_ios | st.lists(job_ios, max_size=2), max_size=3),
+        "error": st.none() | st.text(max_size=20),
+        "visibility": st.none() | st.sampled_from(["private", "public"]),
+        "run_id": st.none() | ids,
+        "children": st.none() | st.dictionaries(names, st.lists(json_values, max_size=2)),
+        "restarts": st.none() | st.lists(restarts, max_size=2),
+    },
+)
+
+
+@FEW
+@given(raw=raw_jobs, order=st.permutations(JOB_FIELDS))
+def test_lazy_job_reads_equal_eager_cattrs(raw: dict[str, Any], order: list[str]) -> None:
+    """Every field of a lazy Job, read in any order, equals cattrs' eager result; so does ==."""
+    lazy = structure_fn(Job)(raw)
+    eager = structure_eager(raw, Job)
+    assert lazy.raw is raw
+    assert eager.raw is raw
+    for name in order:
+        assert getattr(lazy, name) == getattr(eager, name), name
+    assert lazy == eager
+    assert structure_fn(Job)(raw) == eager
+    assert repr(lazy) == repr(eager)
+
+
+@FEW
+@given(raw=raw_jobs)
+def test_lazy_job_types(raw: dict[str, Any]) -> None:
+    """Timestamps are aware UTC, a known status is a JobStatus and an unknown one stays a str."""
+    job = structure_fn(Job)(raw)
+    for name in ("created_at", "started_at", "completed_at"):
+        value = getattr(job, name)
+        assert value is None or (isinstance(value, datetime) and value.utcoffset() == timedelta())
+        if raw.get(name) is not None and "+" not in raw[name] and "-" not in raw[name][10:]:
+            assert value == datetime.fromisoformat(raw[name]).replace(tzinfo=UTC)
+    status = raw.get("status")
+    if status in {s.value for s in JobStatus}:
+        assert job.status is JobStatus(status)
+    elif status is not None:
+        assert type(job.status) is str
+        assert job.status == status
+    for output in job.outputs:
+        items = output if isinstance(output, list) else [output]
+        assert all(isinstance(item, JobIO) for item in items)
+    assert not hasattr(job, "new_field")
+    assert not hasattr(job, "extra")
+
+
+@FEW
+@given(raw=raw_jobs)
+def test_lazy_job_survives_pickle_evolve_and_asdict(raw: dict[str, Any]) -> None:
+    """Pickling, attrs.evolve and attrs.asdict of a lazy Job agree with the eager one."""
+    eager = structure_eager(raw, Job)
+    restored = pickle.loads(pickle.dumps(structure_fn(Job)(raw)))
+    assert restored == eager
+    assert restored.raw == raw
+    evolved = attrs.evolve(structure_fn(Job)(raw), error="changed")
+    assert evolved.error == "changed"
+    assert attrs.evolve(evolved, error=eager.error) == eager
+    assert attrs.asdict(structure_fn(Job)(raw)) == attrs.asdict(eager)
+
+
+def test_converter_structure_is_lazy() -> None:
+    """converter.structure and structure() hand out a Job holding only raw until fields are read."""
+    raw = {"id": "j1", "status": "finished", "created_at": "2024-12-15T01:41:59.195000"}
+    for job in (converter.structure(raw, Job), structure(raw, Job)):
+        assert vars(job) == {"raw": raw}
+        assert job.status is JobStatus.FINISHED
+        assert set(vars(job)) == {"raw", "status"}
+        assert job.created_at == datetime(2024, 12, 15, 1, 41, 59, 195000, tzinfo=UTC)
+
+
+def test_missing_optional_fields_take_defaults() -> None:
+    """A job with only an id reads every other field as the model's default."""
+    job = structure_fn(Job)({"id": "only"})
+    assert job == Job(id="only")
+    assert job.inputs == {}
+    assert job.outputs == []
+    assert job.inputs is job.inputs  # typed once, then kept
+
+
+def test_malformed_timestamp_fails_on_access() -> None:
+    """A broken timestamp raises SieveDecodeError naming the job and field when it is read."""
+    job = structure_fn(Job)({"id": "job-7", "status": "error", "created_at": "yesterday"})
+    assert job.status is JobStatus.ERROR
+    with pytest.raises(SieveDecodeError, match=r"'created_at' of Job 'job-7'") as caught:
+        _ = job.created_at
+    assert isinstance(caught.value.__cause__, ValueError)
+    with pytest.raises(SieveDecodeError, match="job-7"):
+        structure_eager(job.raw, Job)
+
+
+@pytest.mark.parametrize(
+    "item", [None, [], "j1", {"status": "finished"}, {"identifier": "j1"}], ids=repr
+)
+def test_item_without_identity_fails_at_creation(item: Any) -> None:
+    """An item that is not an object with an id is refused when it arrives, not when it is read."""
+    with pytest.raises(SieveDecodeError, match="listed Job"):
+        structure_fn(Job)(item)
+    with pytest.raises(SieveDecodeError):
+        structure(item, Job)
+
+
+def test_function_needs_owner_and_name() -> None:
+    """A Function item is identified by owner_name and name."""
+    make = structure_fn(Function)
+    with pytest.raises(SieveDecodeError, match="'owner_name' and 'name'"):
+        make({"name": "retalker"})
+    function = make({"name": "retalker", "owner_name": "sieve", "tags": ["video"]})
+    assert str(function.ref) == "sieve/retalker"
+    assert function.tags == ["video"]
+
+
+raw_versions = with_optional(
+    {"id": ids},
+    {
+        "build_status": st.none() | names,
+        "queued_at": st.none() | timestamps(),
+        "built_at": st.none() | timestamps(),
+        "python_packages": st.lists(names, max_size=2),
+        "gpu": st.none() | st.booleans(),
+        "split": st.none() | st.integers(0, 8),
+        "inputs": st.lists(job_ios, max_size=2),
+        "environment_variables": json_values,
+    },
+)
+raw_functions = with_optional(
+    {"name": names, "owner_name": names},
+    {
+        "visibility": st.none() | names,
+        "tags": st.none() | st.lists(names, max_size=2),
+        "latest_version": st.none() | raw_versions,
+        "restart_on_error": st.none() | st.booleans(),
+    },
+)
+
+
+@FEW
+@given(raw=raw_functions)
+def test_lazy_function_and_version_equal_eager(raw: dict[str, Any]) -> None:
+    """Functions and their nested versions read the same lazily as eagerly."""
+    lazy = structure_fn(Function)(raw)
+    eager = structure_eager(raw, Function)
+    assert lazy == eager
+    assert lazy.raw is raw
+    if raw.get("latest_version") is not None:
+        version = lazy.latest_version
+        assert isinstance(version, FunctionVersion)
+        assert version.raw is raw["latest_version"]
+        assert version == structure_eager(raw["latest_version"], FunctionVersion)
+
+
+def test_eager_construction_still_works() -> None:
+    """Building a Job by hand (attrs __init__) bypasses the lazy path entirely."""
+    job = Job(id="x", status=JobStatus.QUEUED)
+    assert job.status is JobStatus.QUEUED
+    assert job.raw == {}
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        job.status = JobStatus.ERROR  # type: ignore[misc]
