@@ -21,9 +21,9 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 import attrs
 import orjson
@@ -190,26 +190,99 @@ def make_job(
     }
 
 
-class _Listing:
-    """One function's jobs, newest first, with their encodings cached."""
+class _Repeated(Sequence[bytes]):
+    """``count`` encoded jobs cycling through ``pool``; job ``i``'s id ends in ``i`` in hex.
 
-    def __init__(self, owner: str, name: str, count: int, rng: random.Random) -> None:
+    The pool's ids are version-4 UUIDs, so replacing their last 12 hex digits keeps every id
+    unique and UUID-shaped, and every occurrence is replaced (``run_id`` and URLs embed it).
+    """
+
+    def __init__(self, pool: Sequence[bytes], ids: Sequence[str], count: int) -> None:
+        self._pool = list(pool)
+        self._ids = [i.encode() for i in ids]
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _one(self, index: int) -> bytes:
+        slot = index % len(self._pool)
+        old = self._ids[slot]
+        return self._pool[slot].replace(old, old[:-12] + b"%012x" % index)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self._one(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return self._one(index)
+
+
+class _Decoded(Sequence[dict[str, Any]]):
+    """The jobs of a `_Repeated`, decoded when asked for."""
+
+    def __init__(self, encoded: _Repeated) -> None:
+        self._encoded = encoded
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [orjson.loads(item) for item in self._encoded[index]]
+        result: dict[str, Any] = orjson.loads(self._encoded[index])
+        return result
+
+
+class _Listing:
+    """One function's jobs, newest first, with their encodings cached.
+
+    With a ``pool_size`` below ``count``, only that many jobs are made and the listing repeats
+    them (`_Repeated`), so a listing of millions costs the memory of its pool.
+    """
+
+    def __init__(
+        self, owner: str, name: str, count: int, rng: random.Random, pool_size: int | None = None
+    ) -> None:
         self.owner = owner
         self.name = name
         self.rng = rng
         self.function_id = _job_id(rng)
         self.version_id = _job_id(rng)
-        self.jobs: list[dict[str, Any]] = []
-        self.encoded: list[bytes] = []
-        self._by_status: dict[str, tuple[list[dict[str, Any]], list[bytes]]] = {}
+        jobs: list[dict[str, Any]] = []
+        encoded: list[bytes] = []
+        self.jobs: Sequence[dict[str, Any]] = jobs
+        self.encoded: Sequence[bytes] = encoded
+        self._by_status: dict[str, tuple[Sequence[dict[str, Any]], Sequence[bytes]]] = {}
         created = _EPOCH
-        for _ in range(count):
+        for _ in range(count if pool_size is None else min(count, pool_size)):
             created -= timedelta(seconds=rng.randint(1, 3600))
             job = make_job(rng, owner, name, created, self.function_id)
-            self.jobs.append(job)
-            self.encoded.append(orjson.dumps(job))
+            jobs.append(job)
+            encoded.append(orjson.dumps(job))
+        if len(jobs) < count:
+            self.encoded = _Repeated(encoded, [job["id"] for job in jobs], count)
+            self.jobs = _Decoded(self.encoded)
 
-    def view(self, status: str | None) -> tuple[list[dict[str, Any]], list[bytes]]:
+    def _lists(self) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """The jobs as lists to change in place (a repeated listing is written out here)."""
+        jobs, encoded = self.jobs, self.encoded
+        if not isinstance(jobs, list) or not isinstance(encoded, list):
+            jobs, encoded = list(jobs), list(encoded)
+            self.jobs, self.encoded = jobs, encoded
+        return jobs, encoded
+
+    def view(self, status: str | None) -> tuple[Sequence[dict[str, Any]], Sequence[bytes]]:
         if status is None:
             return self.jobs, self.encoded
         if status not in self._by_status:
@@ -226,16 +299,18 @@ class _Listing:
             if self.jobs
             else _EPOCH
         )
+        jobs, encoded = self._lists()
         for _ in range(count):
             newest += timedelta(seconds=self.rng.randint(1, 60))
             job = make_job(self.rng, self.owner, self.name, newest, self.function_id)
-            self.jobs.insert(0, job)
-            self.encoded.insert(0, orjson.dumps(job))
+            jobs.insert(0, job)
+            encoded.insert(0, orjson.dumps(job))
         self._by_status.clear()
 
     def remove_at(self, index: int) -> dict[str, Any]:
-        job = self.jobs.pop(index)
-        self.encoded.pop(index)
+        jobs, encoded = self._lists()
+        job = jobs.pop(index)
+        encoded.pop(index)
         self._by_status.clear()
         return job
 
@@ -268,6 +343,9 @@ class FakeSieve:
         faults: failures to inject (`Faults`).
         mutations: changes to apply while listings are read (`Mutations`).
         redirect_to: answer every listing request with a 307 to this origin instead.
+        pool_size: make at most this many distinct jobs per function; a longer history repeats
+            them, each copy with an id of its own (timestamps repeat with the pool), so a
+            listing of millions of jobs takes the memory of the pool.
         host: the address to listen on (loopback).
         port: the port, or 0 for any free one.
     """
@@ -286,6 +364,7 @@ class FakeSieve:
         faults: Faults | None = None,
         mutations: Mutations | None = None,
         redirect_to: str | None = None,
+        pool_size: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -293,6 +372,8 @@ class FakeSieve:
             functions = {"sieve/retalker": 1234, "sieve/whisper": 321, "acme/transcribe": 57}
         if shape not in (None, "envelope", "bare"):
             raise ValueError("shape must be None, 'envelope' or 'bare'")
+        if pool_size is not None and pool_size < 1:
+            raise ValueError("pool_size must be a positive number of jobs or None")
         self.shape = shape
         self.page_cap = page_cap
         self.default_limit = default_limit
@@ -317,7 +398,9 @@ class FakeSieve:
         self._listings: dict[tuple[str, str], _Listing] = {}
         for spec, count in functions.items():
             owner, _, name = spec.partition("/")
-            self._listings[(owner, name)] = _Listing(owner, name, count, self._rng)
+            self._listings[(owner, name)] = _Listing(
+                owner, name, count, self._rng, pool_size=pool_size
+            )
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -460,7 +543,7 @@ class FakeSieve:
     async def _serve(
         self,
         request: web.Request,
-        items: list[bytes],
+        items: Sequence[bytes],
         *,
         envelope: bool,
         listing: _Listing | None = None,
