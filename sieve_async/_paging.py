@@ -138,9 +138,11 @@ def function_key(item: Any) -> Hashable:
         ) from None
 
 
-@attrs.frozen
+@attrs.define
 class Accepted:
     """An item the cursor accepted, with the resume position just after it."""
+
+    # Not frozen: one is made per item, and a frozen attrs __init__ costs about twice as much.
 
     item: Any
     key: Hashable
@@ -297,9 +299,17 @@ class Cursor:
             next_position = window.offset + count
 
         accepted = []
+        # _remember inlined, with the bound computed once per page: this loop runs per item.
+        recent, recent_set = self._recent, self._recent_set
+        bound = self._recent_bound()
+        after = window.offset + 1
         for i in fresh:
-            self._remember(keys[i])
-            accepted.append(Accepted(items[i], keys[i], window.offset + i + 1))
+            key = keys[i]
+            recent.append(key)
+            recent_set.add(key)
+            while len(recent) > bound:
+                recent_set.discard(recent.popleft())
+            accepted.append(Accepted(items[i], key, after + i))
         if accepted:
             self.last_key = accepted[-1].key
             self.accepted += len(accepted)
@@ -344,10 +354,13 @@ class Cursor:
                 return i
         return None
 
+    def _recent_bound(self) -> int:
+        return max(4 * self._page_basis, _MIN_RECENT)
+
     def _remember(self, key: Hashable) -> None:
         self._recent.append(key)
         self._recent_set.add(key)
-        bound = max(4 * self._page_basis, _MIN_RECENT)
+        bound = self._recent_bound()
         while len(self._recent) > bound:
             self._recent_set.discard(self._recent.popleft())
 
