@@ -74,7 +74,12 @@ class AsyncPaginator(Generic[T]):
         self._cursor = cursor
         self._read_ahead = read_ahead
         self._tasks = tasks
-        self._buffer: deque[Accepted] = deque()
+        # The accepted items of the current page and the index of the next one to deliver.
+        # Delivering an item only moves the index; what was delivered from this page is folded
+        # into the _delivered_* fields when the page is used up (`_settle`), so the per-item
+        # path of ``async for`` stays a few operations long.
+        self._buffer: list[Accepted] = []
+        self._next = 0
         self._buffer_window: Window | None = None
         self._inflight: deque[tuple[Window, asyncio.Task[RawPage]]] = deque()
         self._delivered_position = cursor.position
@@ -85,20 +90,20 @@ class AsyncPaginator(Generic[T]):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<AsyncPaginator {self._listing} at offset {self._delivered_position}>"
+        return f"<AsyncPaginator {self._listing} at offset {self._delivered()[0]}>"
 
     # -- public surface ----------------------------------------------------------------------
 
     @property
     def checkpoint(self) -> Checkpoint:
         """Where this listing stands: a JSON-serialisable dict for ``resume=``."""
-        recent = [k for k in self._delivered_recent if k != self._delivered_last]
+        position, last, delivered_recent = self._delivered()
         return {
             "version": CHECKPOINT_VERSION,
             "listing": self._listing,
-            "offset": self._delivered_position,
-            "last_id": self._delivered_last,
-            "recent": recent,
+            "offset": position,
+            "last_id": last,
+            "recent": [k for k in delivered_recent if k != last],
         }
 
     @property
@@ -110,13 +115,14 @@ class AsyncPaginator(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        while not self._buffer:
-            if not await self._fill():
-                raise StopAsyncIteration
-        accepted = self._buffer[0]
-        item = self._structure(accepted.item)
-        self._buffer.popleft()
-        self._mark_delivered(accepted)
+        buffer = self._buffer
+        index = self._next
+        if index == len(buffer):
+            buffer = await self._refill()
+            index = 0
+        # Structured before the index moves: an item that fails stays undelivered.
+        item = self._structure(buffer[index].item)
+        self._next = index + 1
         return item
 
     def pages(self) -> _PageIterator[T]:
@@ -130,7 +136,7 @@ class AsyncPaginator(Generic[T]):
     async def aclose(self) -> None:
         """Stop: cancel pages still in flight. Idempotent."""
         self._closed = True
-        self._buffer.clear()
+        self._settle()
         # Shielded: closing often happens while the caller itself is being cancelled.
         with anyio.CancelScope(shield=True):
             await self._cancel_inflight()
@@ -148,22 +154,42 @@ class AsyncPaginator(Generic[T]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _mark_delivered(self, accepted: Accepted) -> None:
-        self._delivered_position = accepted.position
-        self._delivered_last = accepted.key
-        self._delivered_recent.append(accepted.key)
+    def _delivered(self) -> tuple[int, Hashable | None, list[Hashable]]:
+        """Position, last key and recent keys of what has been delivered so far."""
+        index = self._next
+        if not index:
+            return self._delivered_position, self._delivered_last, list(self._delivered_recent)
+        done = self._buffer[max(0, index - _CHECKPOINT_RECENT) : index]
+        recent = [*self._delivered_recent, *(a.key for a in done)][-_CHECKPOINT_RECENT:]
+        return done[-1].position, done[-1].key, recent
 
-    async def _next_page(self) -> Page[T] | None:
+    def _settle(self) -> None:
+        """Fold what was delivered from the current page into the delivered state; drop it all."""
+        self._delivered_position, self._delivered_last, recent = self._delivered()
+        self._delivered_recent.clear()
+        self._delivered_recent.extend(recent)
+        self._buffer = []
+        self._next = 0
+
+    async def _refill(self) -> list[Accepted]:
+        """Settle the used-up page and fetch until one brings new items."""
+        self._settle()
         while not self._buffer:
             if not await self._fill():
+                raise StopAsyncIteration
+        return self._buffer
+
+    async def _next_page(self) -> Page[T] | None:
+        if self._next == len(self._buffer):
+            try:
+                await self._refill()
+            except StopAsyncIteration:
                 return None
         window = self._buffer_window
         assert window is not None
-        batch = list(self._buffer)
-        items = [self._structure(a.item) for a in batch]
-        self._buffer.clear()
-        for accepted in batch:
-            self._mark_delivered(accepted)
+        items = [self._structure(a.item) for a in self._buffer[self._next :]]
+        self._next = len(self._buffer)
+        self._settle()
         next_offset = None if self._cursor.done else self._cursor.position
         return Page(items=items, offset=window.offset, next_offset=next_offset)
 
@@ -186,7 +212,8 @@ class AsyncPaginator(Generic[T]):
             page = await (prefetched if prefetched is not None else self._fetch(window))
             accepted = cursor.feed(window, page)
             if accepted:
-                self._buffer.extend(accepted)
+                self._buffer = accepted
+                self._next = 0
                 self._buffer_window = window
                 return True
         return False
