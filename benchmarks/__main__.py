@@ -1,0 +1,170 @@
+"""``python -m benchmarks [--quick | --full] [--plot PATH]``: run the benchmarks side by side.
+
+``--quick`` (the default) runs small sizes and checks nothing, for CI. ``--full`` runs the sizes
+the issues name, prints a markdown table of every figure against its target, writes it to
+``benchmarks/RESULTS.md`` and plots the fan-out and read-ahead curves to
+``benchmarks/results.png`` (or ``--plot PATH``). Neither mode fails on a missed target: the
+numbers of a shared machine are too noisy to gate on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import concurrency, listing, memory, report, structuring
+
+HERE = Path(__file__).parent
+
+
+@attrs.frozen
+class Sizes:
+    listing_jobs: int
+    listing_rounds: int
+    structuring_number: int
+    structuring_repeat: int
+    functions: int
+    pages: int
+    concurrencies: list[int]
+    long_pages: int
+    read_aheads: list[int]
+    concurrency_rounds: int
+    rss_small: int
+    rss_large: int
+
+
+QUICK = Sizes(
+    listing_jobs=5_000,
+    listing_rounds=3,
+    structuring_number=3,
+    structuring_repeat=3,
+    functions=8,
+    pages=3,
+    concurrencies=[1, 4, 8],
+    long_pages=10,
+    read_aheads=[0, 1, 4],
+    concurrency_rounds=1,
+    rss_small=5_000,
+    rss_large=50_000,
+)
+FULL = Sizes(
+    listing_jobs=100_000,
+    listing_rounds=9,
+    structuring_number=20,
+    structuring_repeat=7,
+    functions=32,
+    pages=5,
+    concurrencies=[1, 4, 8, 16],
+    long_pages=50,
+    read_aheads=[0, 1, 2, 4, 8],
+    concurrency_rounds=5,
+    rss_small=100_000,
+    rss_large=1_000_000,
+)
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:  # pragma: no cover - not every platform has it
+        return "n/a"
+
+
+def _section(title: str, started: float) -> None:
+    print(f"\n== {title} ({time.perf_counter() - started:.0f} s in)", flush=True)
+
+
+def run(sizes: Sizes) -> dict[str, Any]:
+    """Every benchmark at ``sizes``; prints each section's figures as it goes."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {"load_before": _load()}
+
+    _section(f"one listing, {sizes.listing_jobs:,} jobs, page size 500, interleaved", started)
+    results["listing"] = asyncio.run(listing.run(sizes.listing_jobs, sizes.listing_rounds))
+    print(report.markdown(report.rows({"listing": results["listing"]}, targets=False)))
+
+    _section("structuring, µs per job (one page of 500, best of repeats)", started)
+    results["structuring"] = structuring.run(
+        number=sizes.structuring_number, repeat=sizes.structuring_repeat
+    )
+    for name, micros in results["structuring"].items():
+        print(f"{micros:8.2f} µs  {name}")
+
+    _section("fan-out and read-ahead at 20 ms latency, interleaved", started)
+    outcome = asyncio.run(
+        concurrency.run(
+            functions=sizes.functions,
+            pages=sizes.pages,
+            concurrencies=sizes.concurrencies,
+            long_pages=sizes.long_pages,
+            read_aheads=sizes.read_aheads,
+            rounds=sizes.concurrency_rounds,
+        )
+    )
+    results["fan_out"] = outcome["fan_out_wall_over_ideal"]
+    results["read_ahead"] = outcome["read_ahead_speedup"]
+    for c, ratio in results["fan_out"].items():
+        print(f"fan-out concurrency {c:2d}: wall ÷ ideal {ratio:.2f}")
+    for k, speedup in results["read_ahead"].items():
+        print(f"read-ahead {k}: {speedup:.2f}x read-ahead 0")
+
+    _section(f"peak RSS, {sizes.rss_small:,} vs {sizes.rss_large:,} jobs", started)
+    results["memory"] = memory.run(sizes.rss_small, sizes.rss_large)
+    results["memory_sizes"] = (sizes.rss_small, sizes.rss_large)
+    if not memory.export_available():
+        print("(export: this checkout has no `sieve-async export`; skipped)")
+    for name, value in results["memory"].items():
+        print(f"{name}: {value:.2f}")
+
+    results["load_after"] = _load()
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, no targets (default)")
+    mode.add_argument("--full", action="store_true", help="the real sizes, table and plot")
+    parser.add_argument("--plot", type=Path, help="where to write the PNG plot")
+    args = parser.parse_args(argv)
+
+    sizes = FULL if args.full else QUICK
+    print(
+        f"sieve_async benchmarks, {'full' if args.full else 'quick'} mode; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {_load()}"
+    )
+    results = run(sizes)
+    table = report.markdown(report.rows(results, targets=args.full))
+    print("\n== all figures\n" + table)
+    print(
+        f"\n{results['seconds']:.0f} s; load average before {results['load_before']}, "
+        f"after {results['load_after']}"
+    )
+    if args.full or args.plot:
+        plot_path = args.plot or HERE / "results.png"
+        report.plot(results, plot_path)
+        print(f"plot: {plot_path}")
+    if args.full:
+        results_path = HERE / "RESULTS.md"
+        results_path.write_text(
+            "# Benchmark results\n\n"
+            f"`python -m benchmarks --full` on Python {platform.python_version()}, "
+            f"{os.cpu_count()} CPUs, load average {results['load_before']} before and "
+            f"{results['load_after']} after; medians of interleaved rounds.\n\n"
+            f"{table}\n"
+        )
+        print(f"table: {results_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Fan-out over many functions and read-ahead within one listing, against a server with latency.
+
+Both are measured as wall time over an ideal: fan-out against ``requests x latency /
+concurrency``, read-ahead as the speedup over ``read_ahead=0`` on the same listing.
+"""
+
+from __future__ import annotations
+
+from sieve_async import SieveClient
+
+from ._server import API_KEY, serve
+from ._stats import interleaved, median, median_ratio
+
+LATENCY = 0.02
+PAGE_SIZE = 100
+#: Jobs that make ``pages`` pages of PAGE_SIZE: after the first, each window overlaps the
+#: previous page by one item, so it brings PAGE_SIZE - 1 new jobs.
+_JOBS_PER_EXTRA_PAGE = PAGE_SIZE - 1
+
+
+def jobs_for_pages(pages: int) -> int:
+    """How many jobs a listing needs to take exactly ``pages`` requests at PAGE_SIZE."""
+    return PAGE_SIZE + (pages - 1) * _JOBS_PER_EXTRA_PAGE
+
+
+async def _fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, int]:
+    async with SieveClient(api_key=API_KEY, base_url=url) as sieve:
+        count = 0
+        async with sieve.list_jobs_for_functions(
+            refs, concurrency=concurrency, page_size=PAGE_SIZE
+        ) as jobs:
+            async for _ref, job in jobs:
+                _ = job.id
+                count += 1
+        return count, sieve.stats.requests
+
+
+async def _read_ahead(url: str, read_ahead: int) -> tuple[int, int]:
+    async with SieveClient(api_key=API_KEY, base_url=url) as sieve:
+        count = 0
+        async with sieve.list_function_jobs(
+            "bench", "long", page_size=PAGE_SIZE, read_ahead=read_ahead
+        ) as paginator:
+            async for job in paginator:
+                _ = job.id
+                count += 1
+        return count, sieve.stats.requests
+
+
+async def run(
+    *,
+    functions: int,
+    pages: int,
+    concurrencies: list[int],
+    long_pages: int,
+    read_aheads: list[int],
+    rounds: int,
+) -> dict[str, dict[int, float]]:
+    """Fan-out wall/ideal per concurrency and read-ahead speedup per k, medians of ``rounds``."""
+    refs = [f"bench/fn{i:02d}" for i in range(functions)]
+    listings = {ref: jobs_for_pages(pages) for ref in refs}
+    listings["bench/long"] = jobs_for_pages(long_pages)
+    expected_fan_out = functions * jobs_for_pages(pages)
+    requests: dict[str, int] = {}
+
+    def checked(name: str, expected: int, outcome: tuple[int, int]) -> None:
+        count, sent = outcome
+        if count != expected:
+            raise RuntimeError(f"{name} read {count} of {expected} jobs")
+        requests[name] = sent
+
+    with serve(listings, latency=LATENCY) as url:
+
+        def fan_out(concurrency: int) -> object:
+            async def go() -> None:
+                outcome = await _fan_out(url, refs, concurrency)
+                checked(f"fan-out {concurrency}", expected_fan_out, outcome)
+
+            return go
+
+        def ahead(k: int) -> object:
+            async def go() -> None:
+                checked(f"read-ahead {k}", listings["bench/long"], await _read_ahead(url, k))
+
+            return go
+
+        runners = {f"fan-out {c}": fan_out(c) for c in concurrencies}
+        runners.update({f"read-ahead {k}": ahead(k) for k in read_aheads})
+        times = await interleaved(runners, rounds)  # type: ignore[arg-type]
+
+    fan_out_ratio = {}
+    for c in concurrencies:
+        ideal = requests[f"fan-out {c}"] * LATENCY / c
+        fan_out_ratio[c] = median(times[f"fan-out {c}"]) / ideal
+    base = times[f"read-ahead {read_aheads[0]}"]
+    speedup = {k: median_ratio(base, times[f"read-ahead {k}"]) for k in read_aheads}
+    return {
+        "fan_out_wall_over_ideal": fan_out_ratio,
+        "read_ahead_speedup": speedup,
+        "fan_out_requests": {c: float(requests[f"fan-out {c}"]) for c in concurrencies},
+        "read_ahead_requests": {k: float(requests[f"read-ahead {k}"]) for k in read_aheads},
+    }

@@ -1,0 +1,151 @@
+"""The results as a markdown table of every figure against its target, and as a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Row:
+    figure: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def rows(results: dict[str, Any], *, targets: bool = True) -> list[Row]:
+    """Every figure of a run, with its target where the issues set one (if ``targets``)."""
+    table: list[Row] = []
+    listing = results.get("listing")
+    if listing:
+        jobs = int(listing["jobs"])
+        table += [
+            Row(
+                f"listing of {jobs:,} jobs: typed `async for`",
+                f"{listing['typed_jobs_per_s']:,.0f} jobs/s",
+            ),
+            Row(
+                "listing: typed `async for`, `read_ahead=1`",
+                f"{listing['typed_read_ahead_jobs_per_s']:,.0f} jobs/s",
+            ),
+            Row(
+                "listing: plain aiohttp loop (`resp.json()`)",
+                f"{listing['plain_jobs_per_s']:,.0f} jobs/s",
+            ),
+            Row(
+                "listing: parse-only floor (`orjson.loads`)",
+                f"{listing['floor_jobs_per_s']:,.0f} jobs/s",
+            ),
+            Row(
+                "typed ÷ plain loop",
+                _x(listing["typed_over_plain"]),
+                "≥ 1.2",
+                listing["typed_over_plain"] >= 1.2,
+            ),
+            Row(
+                "typed ÷ parse-only floor",
+                _x(listing["typed_over_floor"]),
+                "≥ 0.75 (aim)",
+                listing["typed_over_floor"] >= 0.75,
+            ),
+            Row(
+                "typed with `read_ahead=1` ÷ plain loop",
+                _x(listing["typed_read_ahead_over_plain"]),
+            ),
+            Row(
+                "typed with `read_ahead=1` ÷ parse-only floor",
+                _x(listing["typed_read_ahead_over_floor"]),
+            ),
+            Row("plain loop ÷ parse-only floor", _x(listing["plain_over_floor"])),
+        ]
+    for name, micros in results.get("structuring", {}).items():
+        table.append(Row(f"µs per job: {name}", f"{micros:.2f} µs"))
+    fan_out = results.get("fan_out", {})
+    for concurrency, ratio in fan_out.items():
+        if concurrency == 8:
+            table.append(
+                Row("fan-out wall ÷ ideal, concurrency 8", _x(ratio), "≤ 1.15", ratio <= 1.15)
+            )
+        else:
+            table.append(Row(f"fan-out wall ÷ ideal, concurrency {concurrency}", _x(ratio)))
+    for k, speedup in results.get("read_ahead", {}).items():
+        if k == 0:
+            continue
+        if k == 4:
+            table.append(Row("read-ahead 4 speedup over 0", _x(speedup), "≥ 3.5", speedup >= 3.5))
+        else:
+            table.append(Row(f"read-ahead {k} speedup over 0", _x(speedup)))
+    memory = results.get("memory", {})
+    small, large = results.get("memory_sizes", (0, 0))
+    for way, label in (("iterate", "`async for`"), ("export", "`sieve-async export`")):
+        if f"{way}_ratio" not in memory:
+            continue
+        table += [
+            Row(
+                f"peak RSS, {small:,} jobs through {label}",
+                f"{memory[f'{way}_{small}_mib']:.1f} MiB",
+            ),
+            Row(
+                f"peak RSS, {large:,} jobs through {label}",
+                f"{memory[f'{way}_{large}_mib']:.1f} MiB",
+            ),
+            Row(
+                f"peak RSS {large:,} ÷ {small:,} through {label}",
+                _x(memory[f"{way}_ratio"]),
+                "≤ 1.2",
+                memory[f"{way}_ratio"] <= 1.2,
+            ),
+        ]
+    if not targets:
+        table = [Row(row.figure, row.value) for row in table]
+    return table
+
+
+def markdown(table: list[Row]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| figure | value | target | met |", "|---|---:|---|---|"]
+    for row in table:
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(f"| {row.figure} | {row.value} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Fan-out wall/ideal against concurrency and read-ahead speedup against k, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fan_out = results["fan_out"]
+    levels = sorted(fan_out)
+    left.plot(levels, [fan_out[c] for c in levels], "o-", label="measured")
+    left.axhline(1.0, color="grey", linestyle=":", label="ideal")
+    left.axhline(1.15, color="tab:red", linestyle="--", label="target at 8 (≤ 1.15)")
+    left.set_xscale("log", base=2)
+    left.set_xticks(levels, [str(c) for c in levels])
+    left.set_xlabel("concurrency")
+    left.set_ylabel("wall ÷ (requests x latency ÷ concurrency)")
+    left.set_title("Fan-out: 32 functions x 5 pages, 20 ms latency")
+    left.legend()
+    ahead = results["read_ahead"]
+    ks = sorted(ahead)
+    right.plot(ks, [ahead[k] for k in ks], "o-", label="measured")
+    right.plot(ks, [k + 1 for k in ks], ":", color="grey", label="ideal (k + 1)")
+    right.plot([4], [3.5], "v", color="tab:red", label="target at 4 (≥ 3.5x)")
+    right.set_xlabel("read_ahead")
+    right.set_ylabel("speedup over read_ahead=0")
+    right.set_title("Read-ahead: one 50-page listing, 20 ms latency")
+    right.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
