@@ -154,7 +154,8 @@ class _LazyField:
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
         if instance is None:
             return self
-        raw = instance.__dict__["raw"]
+        fields = instance.__dict__
+        raw = fields["raw"]
         name = self._name
         if name in raw:
             # Resolved at first use rather than at import, so hooks registered later count.
@@ -167,7 +168,7 @@ class _LazyField:
             value = self._factory()
         else:
             value = self._default
-        instance.__dict__[name] = value
+        fields[name] = value
         return value
 
     def _resolve(self) -> Callable[[Any, Any], Any]:
@@ -202,12 +203,20 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
 
     if len(required) == 1:
         (key,) = required
+        # Nearly every consumer reads the id, and a str id is its own structured value (the
+        # converter's str hook returns a str unchanged), so it is set here rather than on
+        # first read. Any other id type goes through the hook as usual.
+        prefill = attrs.fields_dict(cast(Any, cls))[key].type is str
 
         def make_one_key(value: Any) -> T:
             if not isinstance(value, dict) or key not in value:
                 raise _malformed(cls, value)
             instance = new(cls)
-            instance.__dict__["raw"] = value
+            fields = instance.__dict__
+            fields["raw"] = value
+            ident = value[key]
+            if ident.__class__ is str and prefill:
+                fields[key] = ident
             return instance
 
         return make_one_key

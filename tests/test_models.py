@@ -155,9 +155,9 @@ def test_converter_structure_is_lazy() -> None:
     """converter.structure and structure() hand out a Job holding only raw until fields are read."""
     raw = {"id": "j1", "status": "finished", "created_at": "2024-12-15T01:41:59.195000"}
     for job in (converter.structure(raw, Job), structure(raw, Job)):
-        assert vars(job) == {"raw": raw}
+        assert vars(job) == {"raw": raw, "id": "j1"}
         assert job.status is JobStatus.FINISHED
-        assert set(vars(job)) == {"raw", "status"}
+        assert set(vars(job)) == {"raw", "id", "status"}
         assert job.created_at == datetime(2024, 12, 15, 1, 41, 59, 195000, tzinfo=UTC)
 
 
@@ -248,3 +248,12 @@ def test_eager_construction_still_works() -> None:
     assert job.raw == {}
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         job.status = JobStatus.ERROR  # type: ignore[misc]
+
+
+def test_str_id_is_set_on_arrival_other_ids_on_read() -> None:
+    """A str id needs no structuring and is set at once; an int id goes through the hook."""
+    assert vars(structure_fn(Job)({"id": "j1"})) == {"raw": {"id": "j1"}, "id": "j1"}
+    numbered = structure_fn(Job)({"id": 7})
+    assert "id" not in vars(numbered)
+    assert numbered.id == "7"
+    assert numbered == structure_eager({"id": 7}, Job)
