@@ -1,99 +1,92 @@
-"""The job model in pydantic v2 and msgspec, for the structuring comparison (when installed)."""
+"""The job model in pydantic v2 and msgspec, for the structuring comparison (when installed).
 
-# No "from __future__ import annotations": both libraries read the annotations of classes
-# defined inside functions, which postponed annotations would leave unresolvable.
+Both are built from one field table, shaped like `sieve_async.Job` (a job status is a plain
+string here, and ``JobIO.schema`` is left out: it would shadow a pydantic ``BaseModel`` method).
+"""
+
+from __future__ import annotations
+
 import importlib.util
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+#: A field: name, type, default (``REQUIRED`` for none).
+Field = tuple[str, Any, Any]
+REQUIRED = object()
+
+
+def _tables(make: Callable[[str, list[Field]], Any], outputs_union: bool) -> Any:
+    """Build FunctionRef, JobIO, Restart and Job with ``make(name, fields)``; return Job."""
+    ref = make("FunctionRef", [("name", str, REQUIRED), ("owner_name", str, REQUIRED)])
+    io = make(
+        "JobIO",
+        [
+            ("type", str | None, None),
+            ("name", str | None, None),
+            ("data", Any, None),
+            ("description", str | None, None),
+            ("run_id", str | None, None),
+            ("is_optional", bool | None, False),
+        ],
+    )
+    restart = make(
+        "Restart",
+        [
+            ("timestamp", datetime | None, None),
+            ("reason", str | None, None),
+            ("type", str | None, None),
+            ("run_id", str | None, None),
+        ],
+    )
+    # msgspec cannot mix a Struct and an array in one union; there the outputs stay untyped.
+    output = (io | list[io]) if outputs_union else Any
+    return make(
+        "Job",
+        [
+            ("id", str, REQUIRED),
+            ("function_id", str | None, None),
+            ("organization_id", str | None, None),
+            ("function", ref | None, None),
+            ("status", str | None, None),
+            ("created_at", datetime | None, None),
+            ("started_at", datetime | None, None),
+            ("completed_at", datetime | None, None),
+            ("inputs", dict[str, io], {}),
+            ("outputs", list[output], []),
+            ("error", str | None, None),
+            ("visibility", str | None, None),
+            ("run_id", str | None, None),
+            ("children", dict[str, list[Any]] | None, None),
+            ("restarts", list[restart] | None, None),
+        ],
+    )
+
 
 def _pydantic(raw: list[dict[str, Any]]) -> dict[str, Callable[[], object]]:
-    from pydantic import BaseModel
+    import pydantic
 
-    class FunctionRef(BaseModel):
-        name: str
-        owner_name: str
+    def make(name: str, fields: list[Field]) -> Any:
+        spec = {n: (t, ... if d is REQUIRED else d) for n, t, d in fields}
+        return pydantic.create_model(name, **spec)
 
-    class JobIO(BaseModel):
-        type: str | None = None
-        name: str | None = None
-        data: Any = None
-        description: str | None = None
-        schema_: dict[str, Any] | None = None
-        run_id: str | None = None
-        is_optional: bool | None = False
-
-    class Restart(BaseModel):
-        timestamp: datetime | None = None
-        reason: str | None = None
-        type: str | None = None
-        run_id: str | None = None
-
-    class Job(BaseModel):
-        id: str
-        function_id: str | None = None
-        organization_id: str | None = None
-        function: FunctionRef | None = None
-        status: str | None = None
-        created_at: datetime | None = None
-        started_at: datetime | None = None
-        completed_at: datetime | None = None
-        inputs: dict[str, JobIO] = {}
-        outputs: list[JobIO | list[JobIO]] = []
-        error: str | None = None
-        visibility: str | None = None
-        run_id: str | None = None
-        children: dict[str, list[Any]] | None = None
-        restarts: list[Restart] | None = None
-
-    validate = Job.model_validate
+    validate = _tables(make, outputs_union=True).model_validate
     return {"pydantic v2 model_validate (eager)": lambda: [validate(item) for item in raw]}
 
 
 def _msgspec(raw: list[dict[str, Any]], body: bytes) -> dict[str, Callable[[], object]]:
     import msgspec
 
-    class FunctionRef(msgspec.Struct):
-        name: str
-        owner_name: str
+    def make(name: str, fields: list[Field]) -> Any:
+        return msgspec.defstruct(
+            name, [(n, t) if d is REQUIRED else (n, t, d) for n, t, d in fields]
+        )
 
-    class JobIO(msgspec.Struct):
-        type: str | None = None
-        name: str | None = None
-        data: Any = None
-        description: str | None = None
-        run_id: str | None = None
-        is_optional: bool | None = False
-
-    class Restart(msgspec.Struct):
-        timestamp: datetime | None = None
-        reason: str | None = None
-        type: str | None = None
-        run_id: str | None = None
-
-    class Job(msgspec.Struct):
-        id: str
-        function_id: str | None = None
-        organization_id: str | None = None
-        function: FunctionRef | None = None
-        status: str | None = None
-        created_at: datetime | None = None
-        started_at: datetime | None = None
-        completed_at: datetime | None = None
-        inputs: dict[str, JobIO] = {}
-        # msgspec cannot mix a Struct and an array in one union; outputs stay untyped.
-        outputs: list[Any] = []
-        error: str | None = None
-        visibility: str | None = None
-        run_id: str | None = None
-        children: dict[str, list[Any]] | None = None
-        restarts: list[Restart] | None = None
-
+    job = _tables(make, outputs_union=False)
     convert = msgspec.convert
-    decoder = msgspec.json.Decoder(list[Job])
+    decoder = msgspec.json.Decoder(list[job])
     return {
-        "msgspec convert from dicts (eager)": lambda: [convert(item, Job) for item in raw],
+        "msgspec convert from dicts (eager)": lambda: [convert(item, job) for item in raw],
         "msgspec decode + type from bytes": lambda: decoder.decode(body),
     }
 
