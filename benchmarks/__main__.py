@@ -111,8 +111,11 @@ def run(sizes: Sizes) -> dict[str, Any]:
     )
     results["fan_out"] = outcome["fan_out_wall_over_ideal"]
     results["read_ahead"] = outcome["read_ahead_speedup"]
+    results["plain_fan_out"] = outcome["plain_fan_out_wall_over_ideal"]
     for c, ratio in results["fan_out"].items():
         print(f"fan-out concurrency {c:2d}: wall ÷ ideal {ratio:.2f}")
+    for c, ratio in results["plain_fan_out"].items():
+        print(f"bare aiohttp fan-out, concurrency {c:2d}: wall ÷ ideal {ratio:.2f} (reference)")
     for k, speedup in results["read_ahead"].items():
         print(f"read-ahead {k}: {speedup:.2f}x read-ahead 0")
 

@@ -6,6 +6,11 @@ concurrency``, read-ahead as the speedup over ``read_ahead=0`` on the same listi
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+import orjson
+
 from sieve_async import SieveClient
 
 from ._server import API_KEY, serve
@@ -35,6 +40,33 @@ async def _fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, in
         return count, sieve.stats.requests
 
 
+async def _plain_fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, int]:
+    """The same fan-out in bare aiohttp, for reference: as many listings as request slots."""
+    count = requests = 0
+    slots = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as session:
+
+        async def listing(ref: str) -> None:
+            nonlocal count, requests
+            offset = 0
+            async with slots:
+                while True:
+                    params = {"limit": PAGE_SIZE, "offset": offset}
+                    async with session.get(f"{url}/v2/functions/{ref}/jobs", params=params) as r:
+                        r.raise_for_status()
+                        document = orjson.loads(await r.read())
+                    requests += 1
+                    for job in document["data"]:
+                        _ = job["id"]
+                        count += 1
+                    if document["next_offset"] == -1:
+                        return
+                    offset = document["next_offset"]
+
+        await asyncio.gather(*(listing(ref) for ref in refs))
+    return count, requests
+
+
 async def _read_ahead(url: str, read_ahead: int) -> tuple[int, int]:
     async with SieveClient(api_key=API_KEY, base_url=url) as sieve:
         count = 0
@@ -62,6 +94,8 @@ async def run(
     listings["bench/long"] = jobs_for_pages(long_pages)
     expected_fan_out = functions * jobs_for_pages(pages)
     requests: dict[str, int] = {}
+    # The bare-aiohttp reference runs at the concurrency the target names, where measured.
+    plain_concurrency = 8 if 8 in concurrencies else max(concurrencies)
 
     def checked(name: str, expected: int, outcome: tuple[int, int]) -> None:
         count, sent = outcome
@@ -84,7 +118,12 @@ async def run(
 
             return go
 
+        async def plain_fan_out() -> None:
+            outcome = await _plain_fan_out(url, refs, plain_concurrency)
+            checked("plain fan-out", expected_fan_out, outcome)
+
         runners = {f"fan-out {c}": fan_out(c) for c in concurrencies}
+        runners["plain fan-out"] = plain_fan_out
         runners.update({f"read-ahead {k}": ahead(k) for k in read_aheads})
         times = await interleaved(runners, rounds)  # type: ignore[arg-type]
 
@@ -92,10 +131,14 @@ async def run(
     for c in concurrencies:
         ideal = requests[f"fan-out {c}"] * LATENCY / c
         fan_out_ratio[c] = median(times[f"fan-out {c}"]) / ideal
+    plain_ideal = requests["plain fan-out"] * LATENCY / plain_concurrency
     base = times[f"read-ahead {read_aheads[0]}"]
     speedup = {k: median_ratio(base, times[f"read-ahead {k}"]) for k in read_aheads}
     return {
         "fan_out_wall_over_ideal": fan_out_ratio,
+        "plain_fan_out_wall_over_ideal": {
+            plain_concurrency: median(times["plain fan-out"]) / plain_ideal
+        },
         "read_ahead_speedup": speedup,
         "fan_out_requests": {c: float(requests[f"fan-out {c}"]) for c in concurrencies},
         "read_ahead_requests": {k: float(requests[f"read-ahead {k}"]) for k in read_aheads},

@@ -75,6 +75,8 @@ def rows(results: dict[str, Any], *, targets: bool = True) -> list[Row]:
             )
         else:
             table.append(Row(f"fan-out wall ÷ ideal, concurrency {concurrency}", _x(ratio)))
+    for concurrency, ratio in results.get("plain_fan_out", {}).items():
+        table.append(Row(f"reference: bare aiohttp fan-out, concurrency {concurrency}", _x(ratio)))
     for k, speedup in results.get("read_ahead", {}).items():
         if k == 0:
             continue
