@@ -130,6 +130,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fan_out = results["fan_out"]
     levels = sorted(fan_out)
     left.plot(levels, [fan_out[c] for c in levels], "o-", label="measured")
+    for concurrency, ratio in results.get("plain_fan_out", {}).items():
+        left.plot([concurrency], [ratio], "s", color="tab:green", label="bare aiohttp (reference)")
     left.axhline(1.0, color="grey", linestyle=":", label="ideal")
     left.axhline(1.15, color="tab:red", linestyle="--", label="target at 8 (≤ 1.15)")
     left.set_xscale("log", base=2)
