@@ -335,7 +335,8 @@ class SieveClient:
             page_size: the ``limit`` to ask for.
             on_error: ``"raise"`` stops everything at the first failed listing and raises its
                 error; ``"continue"`` finishes the others and records failures in ``.failures``.
-            buffer_size: jobs held between producers and the consumer (default: 4 per slot).
+            buffer_size: pages held between the producers and the consumer (default: 1);
+                each open listing also holds the page it is handing over.
 
         Raises:
             ValueError: an argument is malformed; raised here, before any request.
@@ -350,7 +351,7 @@ class SieveClient:
         check_positive(page_size, "page_size")
         if on_error not in ("raise", "continue"):
             raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
-        buffer = check_positive(buffer_size, "buffer_size") or 4 * concurrency
+        buffer = check_positive(buffer_size, "buffer_size") or 1
 
         def listing(ref: FunctionRef, limiter: anyio.CapacityLimiter) -> AsyncPaginator[Job]:
             path = _function_path(ref, "jobs")

@@ -302,13 +302,14 @@ class Transport:
                         query = None
                         continue
                     body = await self._read_body(response, url)
-                    logger.debug(
-                        "GET %s -> %d, %d bytes in %.1f ms",
-                        _safe_url(response.url),
-                        response.status,
-                        len(body),
-                        (time.perf_counter() - started) * 1000,
-                    )
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "GET %s -> %d, %d bytes in %.1f ms",
+                            _safe_url(response.url),
+                            response.status,
+                            len(body),
+                            (time.perf_counter() - started) * 1000,
+                        )
                     return response.status, response.headers, body, response.url
         except TimeoutError as exc:
             raise _Retryable(
@@ -353,6 +354,9 @@ class Transport:
                 f"more than the {cap}-byte cap (max_response_bytes)",
                 status=response.status,
             )
+        if length is not None:
+            # aiohttp stops at the announced length, which we have just checked.
+            return await response.read()
         chunks = []
         total = 0
         async for chunk in response.content.iter_chunked(1 << 16):
