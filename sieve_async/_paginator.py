@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from ._models import Page
-from ._paging import Accepted, Cursor, RawPage, Window
+from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import TaskRegistry, cancel_and_wait
 
 __all__ = ["AsyncPaginator", "Checkpoint", "parse_checkpoint"]
@@ -78,7 +78,7 @@ class AsyncPaginator(Generic[T]):
         # Delivering an item only moves the index; what was delivered from this page is folded
         # into the _delivered_* fields when the page is used up (`_settle`), so the per-item
         # path of ``async for`` stays a few operations long.
-        self._buffer: list[Accepted] = []
+        self._buffer: Accepted = NOTHING
         self._next = 0
         self._buffer_window: Window | None = None
         self._inflight: deque[tuple[Window, asyncio.Task[RawPage]]] = deque()
@@ -115,13 +115,13 @@ class AsyncPaginator(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        buffer = self._buffer
+        items = self._buffer.items
         index = self._next
-        if index == len(buffer):
-            buffer = await self._refill()
+        if index == len(items):
+            items = await self._refill()
             index = 0
         # Structured before the index moves: an item that fails stays undelivered.
-        item = self._structure(buffer[index].item)
+        item = self._structure(items[index])
         self._next = index + 1
         return item
 
@@ -159,36 +159,37 @@ class AsyncPaginator(Generic[T]):
         index = self._next
         if not index:
             return self._delivered_position, self._delivered_last, list(self._delivered_recent)
-        done = self._buffer[max(0, index - _CHECKPOINT_RECENT) : index]
-        recent = [*self._delivered_recent, *(a.key for a in done)][-_CHECKPOINT_RECENT:]
-        return done[-1].position, done[-1].key, recent
+        buffer = self._buffer
+        done = buffer.keys[max(0, index - _CHECKPOINT_RECENT) : index]
+        recent = [*self._delivered_recent, *done][-_CHECKPOINT_RECENT:]
+        return buffer.positions[index - 1], buffer.keys[index - 1], recent
 
     def _settle(self) -> None:
         """Fold what was delivered from the current page into the delivered state; drop it all."""
         self._delivered_position, self._delivered_last, recent = self._delivered()
         self._delivered_recent.clear()
         self._delivered_recent.extend(recent)
-        self._buffer = []
+        self._buffer = NOTHING
         self._next = 0
 
-    async def _refill(self) -> list[Accepted]:
-        """Settle the used-up page and fetch until one brings new items."""
+    async def _refill(self) -> list[Any]:
+        """Settle the used-up page and fetch until one brings new items; return them."""
         self._settle()
         while not self._buffer:
             if not await self._fill():
                 raise StopAsyncIteration
-        return self._buffer
+        return self._buffer.items
 
     async def _next_page(self) -> Page[T] | None:
-        if self._next == len(self._buffer):
+        if self._next == len(self._buffer.items):
             try:
                 await self._refill()
             except StopAsyncIteration:
                 return None
         window = self._buffer_window
         assert window is not None
-        items = [self._structure(a.item) for a in self._buffer[self._next :]]
-        self._next = len(self._buffer)
+        items = [self._structure(item) for item in self._buffer.items[self._next :]]
+        self._next = len(self._buffer.items)
         self._settle()
         next_offset = None if self._cursor.done else self._cursor.position
         return Page(items=items, offset=window.offset, next_offset=next_offset)

@@ -28,6 +28,8 @@ from ._exceptions import SieveDecodeError, SievePaginationError
 __all__ = [
     "BARE",
     "ENVELOPE",
+    "NOTHING",
+    "Accepted",
     "Cursor",
     "RawPage",
     "Shape",
@@ -138,15 +140,22 @@ def function_key(item: Any) -> Hashable:
         ) from None
 
 
-@attrs.define
+@attrs.frozen
 class Accepted:
-    """An item the cursor accepted, with the resume position just after it."""
+    """What a page brought: the new items in order, their keys, and the resume position after
+    each. Parallel lists rather than an object per item: fewer allocations on the hot path, and
+    fewer objects for the garbage collector to visit while the page is consumed."""
 
-    # Not frozen: one is made per item, and a frozen attrs __init__ costs about twice as much.
+    items: list[Any]
+    keys: list[Hashable]
+    positions: list[int]
 
-    item: Any
-    key: Hashable
-    position: int
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+#: A page that brought nothing new.
+NOTHING: Final = Accepted([], [], [])
 
 
 class Cursor:
@@ -190,11 +199,12 @@ class Cursor:
         self._single_item_pages = False
         self._search_offset: int | None = None
         self._previous_empty_window: Window | None = None
-        self._recent: deque[Hashable] = deque()
+        # Recently accepted keys, a page's list at a time, so that remembering and forgetting
+        # them are bulk set operations rather than a Python loop per item.
+        self._recent_pages: deque[list[Hashable]] = deque()
+        self._recent_count = 0
         self._recent_set: set[Hashable] = set()
-        for k in [*recent, last_key]:
-            if k is not None:
-                self._remember(k)
+        self._remember_page([k for k in [*recent, last_key] if k is not None])
 
     # -- what to ask -------------------------------------------------------------------------
 
@@ -254,10 +264,10 @@ class Cursor:
 
     # -- what a page means -------------------------------------------------------------------
 
-    def feed(self, window: Window, page: RawPage) -> list[Accepted]:
+    def feed(self, window: Window, page: RawPage) -> Accepted:
         """Take the page answered for ``window``; return the items to deliver, in order."""
         if self.done:
-            return []
+            return NOTHING
         self.requests += 1
         items = page.items
         count = len(items)
@@ -282,7 +292,7 @@ class Cursor:
                     # Items before our position left the listing; look further back.
                     step = max(1, self._page_basis // 2)
                     self._search_offset = max(0, window.offset - step)
-                    return []
+                    return NOTHING
                 # Back at the start with none of our recent items in sight: all of them left
                 # the listing, and whatever remains here has not been delivered.
             else:
@@ -298,21 +308,13 @@ class Cursor:
         else:
             next_position = window.offset + count
 
-        accepted = []
-        # _remember inlined, with the bound computed once per page: this loop runs per item.
-        recent, recent_set = self._recent, self._recent_set
-        bound = self._recent_bound()
         after = window.offset + 1
-        for i in fresh:
-            key = keys[i]
-            recent.append(key)
-            recent_set.add(key)
-            while len(recent) > bound:
-                recent_set.discard(recent.popleft())
-            accepted.append(Accepted(items[i], key, after + i))
-        if accepted:
-            self.last_key = accepted[-1].key
-            self.accepted += len(accepted)
+        fresh_keys = [keys[i] for i in fresh]
+        accepted = Accepted([items[i] for i in fresh], fresh_keys, [after + i for i in fresh])
+        if fresh:
+            self._remember_page(fresh_keys)
+            self.last_key = fresh_keys[-1]
+            self.accepted += len(fresh)
 
         nothing_new = not fresh
         if (count == 0 and (not expect_anchor or window.offset == 0)) or page.is_end:
@@ -357,13 +359,29 @@ class Cursor:
     def _recent_bound(self) -> int:
         return max(4 * self._page_basis, _MIN_RECENT)
 
-    def _remember(self, key: Hashable) -> None:
-        self._recent.append(key)
-        self._recent_set.add(key)
+    def _remember_page(self, keys: list[Hashable]) -> None:
+        """Remember newly accepted keys; forget whole old pages beyond the bound."""
+        if not keys:
+            return
+        self._recent_pages.append(keys)
+        self._recent_set.update(keys)
+        self._recent_count += len(keys)
         bound = self._recent_bound()
-        while len(self._recent) > bound:
-            self._recent_set.discard(self._recent.popleft())
+        pages = self._recent_pages
+        # Accepted keys are never already remembered, so dropping a page's keys drops only
+        # those; at least `bound` keys stay known.
+        while self._recent_count - len(pages[0]) >= bound:
+            oldest = pages.popleft()
+            self._recent_count -= len(oldest)
+            self._recent_set.difference_update(oldest)
 
     def recent_keys(self, count: int) -> list[Hashable]:
         """The last ``count`` accepted keys, oldest first (for checkpoints)."""
-        return list(self._recent)[-count:] if count > 0 else []
+        if count <= 0:
+            return []
+        keys: list[Hashable] = []
+        for page in reversed(self._recent_pages):
+            keys[:0] = page[-(count - len(keys)) :]
+            if len(keys) >= count:
+                break
+        return keys

@@ -60,7 +60,7 @@ def walk(cursor: Cursor, listing: MemoryListing, bound: int) -> list[Any]:
     delivered = []
     while (window := cursor.next_window()) is not None:
         assert listing.requests < bound, "the walk must end within its request bound"
-        delivered += [a.item["id"] for a in cursor.feed(window, listing.serve(window))]
+        delivered += [item["id"] for item in cursor.feed(window, listing.serve(window)).items]
     return delivered
 
 
