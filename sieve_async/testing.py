@@ -37,6 +37,7 @@ __all__ = [
     "Faults",
     "Mutations",
     "RequestRecord",
+    "Shape",
     "make_job",
 ]
 
