@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -16,7 +16,7 @@ from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
-from ._paginator import AsyncPaginator, Checkpoint, parse_checkpoint
+from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
 from ._tasks import TaskRegistry
 from ._transport import Transport, check_base_url
@@ -38,6 +38,25 @@ def _function_path(ref: FunctionRef, *rest: str) -> str:
 
 def _decode(status: int, body: bytes) -> RawPage:
     return decode_page(body, status)
+
+
+def _check_fan_out_resume(
+    resume: Mapping[str, Checkpoint | Literal["done"]] | None, ids: Mapping[FunctionRef, str]
+) -> dict[FunctionRef, Checkpoint | Literal["done"]]:
+    """Validate a fan-out's ``resume=`` against the listings of this call."""
+    if resume is None:
+        return {}
+    if not isinstance(resume, Mapping):
+        raise ValueError("resume= takes a fan-out's .checkpoints, a mapping by 'owner/name'")
+    checked: dict[FunctionRef, Checkpoint | Literal["done"]] = {}
+    for name, checkpoint in resume.items():
+        ref = FunctionRef.parse(name)
+        if ref not in ids:
+            raise ValueError(f"resume= names {name!r}, which is not among the functions listed")
+        if checkpoint != "done":
+            parse_checkpoint(checkpoint, ids[ref])
+        checked[ref] = checkpoint
+    return checked
 
 
 class SieveClient:
@@ -324,6 +343,7 @@ class SieveClient:
         page_size: int | None = None,
         on_error: OnError = "raise",
         buffer_size: int | None = None,
+        resume: Mapping[str, Checkpoint | Literal["done"]] | None = None,
     ) -> FanOut:
         """Jobs of many functions at once, as ``(ref, job)`` pairs in arrival order.
 
@@ -337,6 +357,9 @@ class SieveClient:
                 error; ``"continue"`` finishes the others and records failures in ``.failures``.
             buffer_size: pages held between the producers and the consumer (default: 1);
                 each open listing also holds the page it is handing over.
+            resume: the ``checkpoints`` of an earlier call over the same functions and status:
+                finished listings are skipped, the others continue after their last job
+                delivered, with nothing lost or repeated.
 
         Raises:
             ValueError: an argument is malformed; raised here, before any request.
@@ -352,11 +375,14 @@ class SieveClient:
         if on_error not in ("raise", "continue"):
             raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
         buffer = check_positive(buffer_size, "buffer_size") or 1
+        ids = {ref: listing_id(_function_path(ref, "jobs"), checked_status) for ref in refs}
+        resumed = _check_fan_out_resume(resume, ids)
 
-        def listing(ref: FunctionRef, limiter: anyio.CapacityLimiter) -> AsyncPaginator[Job]:
-            path = _function_path(ref, "jobs")
+        def listing(
+            ref: FunctionRef, limiter: anyio.CapacityLimiter, checkpoint: Checkpoint | None
+        ) -> AsyncPaginator[Job]:
             return self._paginate(
-                path,
+                _function_path(ref, "jobs"),
                 Job,
                 id_key,
                 status=checked_status,
@@ -364,7 +390,7 @@ class SieveClient:
                 offset=0,
                 max_items=None,
                 read_ahead=0,
-                resume=None,
+                resume=checkpoint,
                 limiter=limiter,
                 track=False,
             )
@@ -376,6 +402,8 @@ class SieveClient:
             on_error=on_error,
             buffer_size=buffer,
             tasks=self._tasks,
+            listing_ids=ids,
+            resume=resumed,
         )
         self._open.add(fan_out)
         return fan_out
@@ -399,7 +427,7 @@ class SieveClient:
         check_non_negative(offset, "offset")
         check_non_negative(max_items, "max_items", allow_none=True)
         check_non_negative(read_ahead, "read_ahead")
-        listing = path if status is None else f"{path}?status={status}"
+        listing = listing_id(path, status)
         last: Hashable | None = None
         recent: list[Hashable] = []
         if resume is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._exceptions import SieveError
 from ._models import FunctionRef, Job
-from ._paginator import AsyncPaginator
+from ._paginator import AsyncPaginator, Checkpoint, make_checkpoint
 from ._tasks import TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
@@ -29,8 +29,16 @@ __all__ = ["FanOut", "OnError"]
 logger = logging.getLogger("sieve_async")
 
 OnError = Literal["raise", "continue"]
-ListingFactory = Callable[[FunctionRef, anyio.CapacityLimiter], AsyncPaginator[Job]]
-Batch = tuple[FunctionRef, list[Job]]
+ListingFactory = Callable[
+    [FunctionRef, anyio.CapacityLimiter, Checkpoint | None], AsyncPaginator[Job]
+]
+#: A page on its way to the consumer: whose, the jobs, their ids and resume positions. A batch
+#: with no jobs says the listing has ended.
+Batch = tuple[FunctionRef, list[Job], list[Hashable], list[int]]
+#: What `FanOut.checkpoints` holds for a listing that was delivered to its end.
+DONE: Literal["done"] = "done"
+#: Ids of the last delivered jobs a fan-out checkpoint carries, as a paginator's does.
+_RECENT = 8
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -58,6 +66,8 @@ class FanOut:
         on_error: OnError,
         buffer_size: int,
         tasks: TaskRegistry,
+        listing_ids: Mapping[FunctionRef, str],
+        resume: Mapping[FunctionRef, Checkpoint | Literal["done"]] | None = None,
     ) -> None:
         self.refs = tuple(refs)
         self.concurrency = concurrency
@@ -74,6 +84,13 @@ class FanOut:
         # The page being handed out, and whose it is; nothing is returned from it while empty.
         self._ref = FunctionRef(name="-", owner_name="-")
         self._page: list[Job] = []
+        self._keys: list[Hashable] = []
+        self._positions: list[int] = []
+        # Per listing, what the consumer has been handed: (position, last id, recent ids).
+        self._listing_ids = dict(listing_ids)
+        self._delivered: dict[FunctionRef, tuple[int, Hashable, list[Hashable]]] = {}
+        self._resume = {r: c for r, c in (resume or {}).items() if c != DONE}
+        self._done: set[FunctionRef] = {r for r, c in (resume or {}).items() if c == DONE}
         self._next = 0
         self._runner: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -100,12 +117,55 @@ class FanOut:
         if self._finished:
             raise StopAsyncIteration
         receive = self._start()
-        try:
-            self._ref, self._page = await receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return await self._end()
+        self._fold()
+        while True:
+            try:
+                ref, page, keys, positions = await receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return await self._end()
+            if page:
+                break
+            self._done.add(ref)
+        self._ref, self._page, self._keys, self._positions = ref, page, keys, positions
         self._next = 1
-        return self._ref, self._page[0]
+        return ref, page[0]
+
+    def _delivered_now(self) -> tuple[int, Hashable, list[Hashable]] | None:
+        """What the current page has handed out so far, if anything."""
+        index = self._next
+        if not index or not self._page:
+            return None
+        keys = self._keys
+        earlier = self._delivered.get(self._ref, (0, None, []))[2]
+        recent = [*earlier, *keys[max(0, index - _RECENT) : index]][-_RECENT:]
+        return self._positions[index - 1], keys[index - 1], recent
+
+    def _fold(self) -> None:
+        delivered = self._delivered_now()
+        if delivered is not None:
+            self._delivered[self._ref] = delivered
+        self._page, self._keys, self._positions, self._next = [], [], [], 0
+
+    @property
+    def checkpoints(self) -> dict[str, Checkpoint | Literal["done"]]:
+        """Where each listing stands, for ``resume=`` of another call over the same functions.
+
+        Keyed by ``"owner/name"``: ``"done"`` for a listing delivered to its end, otherwise the
+        checkpoint after its last job handed to you (or the one it was resumed from). Listings
+        nothing was read from are absent: a resume starts them from the beginning. JSON-ready.
+        """
+        states: dict[str, Checkpoint | Literal["done"]] = {
+            str(ref): checkpoint for ref, checkpoint in self._resume.items()
+        }
+        delivered = dict(self._delivered)
+        current = self._delivered_now()
+        if current is not None:
+            delivered[self._ref] = current
+        for ref, (position, last, recent) in delivered.items():
+            states[str(ref)] = make_checkpoint(self._listing_ids[ref], position, last, recent)
+        for ref in self._done:
+            states[str(ref)] = DONE
+        return states
 
     async def _end(self) -> tuple[FunctionRef, Job]:
         await self.aclose()
@@ -129,7 +189,7 @@ class FanOut:
     async def aclose(self) -> None:
         """Stop every listing at once and wait until nothing is left running. Idempotent."""
         self._finished = True
-        self._page = []
+        self._fold()
         with anyio.CancelScope(shield=True):
             if self._runner is not None:
                 await cancel_and_wait([self._runner])
@@ -146,7 +206,8 @@ class FanOut:
         try:
             async with send, anyio.create_task_group() as group:
                 for ref in self.refs:
-                    group.start_soon(self._produce, ref, send, requests, open_listings)
+                    if ref not in self._done:
+                        group.start_soon(self._produce, ref, send, requests, open_listings)
         except BaseExceptionGroup as group_error:
             self._error = _first_error(group_error)
         except Exception as error:  # pragma: no cover - task groups raise groups
@@ -160,11 +221,10 @@ class FanOut:
         open_listings: anyio.Semaphore,
     ) -> None:
         async with open_listings:
-            paginator = self._listing(ref, requests)
+            paginator = self._listing(ref, requests, self._resume.get(ref))
             try:
-                async for page in paginator.pages():
-                    if page.items:
-                        await send.send((ref, page.items))
+                while (batch := await paginator._next_batch()) is not None:
+                    await send.send((ref, *batch))
             except SieveError as error:
                 if self.on_error == "raise":
                     raise
@@ -174,3 +234,4 @@ class FanOut:
             finally:
                 await paginator.aclose()
             self.completed.append(ref)
+            await send.send((ref, [], [], []))

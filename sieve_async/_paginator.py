@@ -14,7 +14,7 @@ from ._models import Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import TaskRegistry, cancel_and_wait
 
-__all__ = ["AsyncPaginator", "Checkpoint", "parse_checkpoint"]
+__all__ = ["AsyncPaginator", "Checkpoint", "listing_id", "make_checkpoint", "parse_checkpoint"]
 
 T = TypeVar("T")
 
@@ -23,6 +23,24 @@ CHECKPOINT_VERSION = 1
 #: Recently delivered ids a checkpoint carries, so a resumed cursor can re-anchor even when the
 #: very last delivered job has since left the listing.
 _CHECKPOINT_RECENT = 8
+
+
+def listing_id(path: str, status: str | None) -> str:
+    """The identity a checkpoint is bound to: the listing's path and its status filter."""
+    return path if status is None else f"{path}?status={status}"
+
+
+def make_checkpoint(
+    listing: str, position: int, last: Hashable | None, recent: list[Hashable]
+) -> Checkpoint:
+    """A JSON-serialisable checkpoint: resume ``listing`` after ``last``, at ``position``."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "listing": listing,
+        "offset": position,
+        "last_id": last,
+        "recent": [k for k in recent if k != last],
+    }
 
 
 def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, list[Hashable]]:
@@ -97,14 +115,12 @@ class AsyncPaginator(Generic[T]):
     @property
     def checkpoint(self) -> Checkpoint:
         """Where this listing stands: a JSON-serialisable dict for ``resume=``."""
-        position, last, delivered_recent = self._delivered()
-        return {
-            "version": CHECKPOINT_VERSION,
-            "listing": self._listing,
-            "offset": position,
-            "last_id": last,
-            "recent": [k for k in delivered_recent if k != last],
-        }
+        return make_checkpoint(self._listing, *self._delivered())
+
+    @property
+    def listing(self) -> str:
+        """The identity of this listing (its path and status filter), as checkpoints name it."""
+        return self._listing
 
     @property
     def requests(self) -> int:
@@ -181,18 +197,26 @@ class AsyncPaginator(Generic[T]):
         return self._buffer.items
 
     async def _next_page(self) -> Page[T] | None:
+        batch = await self._next_batch()
+        if batch is None:
+            return None
+        window = self._buffer_window
+        assert window is not None
+        next_offset = None if self._cursor.done else self._cursor.position
+        return Page(items=batch[0], offset=window.offset, next_offset=next_offset)
+
+    async def _next_batch(self) -> tuple[list[T], list[Hashable], list[int]] | None:
+        """The rest of the current page (or the next page): typed items, keys, positions."""
         if self._next == len(self._buffer.items):
             try:
                 await self._refill()
             except StopAsyncIteration:
                 return None
-        window = self._buffer_window
-        assert window is not None
-        items = [self._structure(item) for item in self._buffer.items[self._next :]]
-        self._next = len(self._buffer.items)
+        buffer, start = self._buffer, self._next
+        items = [self._structure(item) for item in buffer.items[start:]]
+        self._next = len(buffer.items)
         self._settle()
-        next_offset = None if self._cursor.done else self._cursor.position
-        return Page(items=items, offset=window.offset, next_offset=next_offset)
+        return items, buffer.keys[start:], buffer.positions[start:]
 
     async def _fill(self) -> bool:
         """Fetch pages until one brings new items; False once the listing is complete."""

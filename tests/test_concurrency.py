@@ -179,3 +179,59 @@ async def test_read_ahead_left_open_is_closed_with_client() -> None:
             async for _ in sieve.list_function_jobs("sieve", "a", read_ahead=5):
                 break
         assert running_tasks(sieve) == 0
+
+
+async def test_fanout_checkpoints_resume_exactly_once(serve: Any) -> None:
+    """Stopped mid-way, a fan-out's JSON round-tripped checkpoints finish every listing once."""
+    import json
+
+    names = list(FIFTY)[:6]
+    async with serve(functions={n: 150 + 40 * i for i, n in enumerate(names)}, page_cap=30) as (
+        fake,
+        sieve,
+    ):
+        expected = {job["id"] for n in names for job in fake.jobs(n)}
+        first: list[str] = []
+        async with sieve.list_jobs_for_functions(names, concurrency=3) as jobs:
+            async for _, job in jobs:
+                first.append(job.id)
+                if len(first) == 437:
+                    break
+            saved = json.dumps(jobs.checkpoints)
+        assert any(state != "done" for state in json.loads(saved).values())
+        rest = [
+            job.id
+            async for _, job in sieve.list_jobs_for_functions(
+                names, concurrency=3, resume=json.loads(saved)
+            )
+        ]
+        assert len(first) + len(rest) == len(expected)
+        assert set(first) | set(rest) == expected
+
+
+async def test_fanout_checkpoints_after_a_full_run_are_all_done(serve: Any) -> None:
+    """After a complete run every listing is 'done', and resuming from that sends nothing."""
+    names = list(FIFTY)[:3]
+    async with serve(functions=dict.fromkeys(names, 70), page_cap=25) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions(names, concurrency=2)
+        assert len([pair async for pair in jobs]) == 210
+        assert jobs.checkpoints == dict.fromkeys(names, "done")
+        sent = len(fake.requests)
+        again = sieve.list_jobs_for_functions(names, resume=jobs.checkpoints)
+        assert [pair async for pair in again] == []
+        assert len(fake.requests) == sent
+
+
+async def test_fanout_resume_is_checked_before_any_request(serve: Any) -> None:
+    """resume= naming another function, or a checkpoint of another listing, is a ValueError."""
+    names = list(FIFTY)[:2]
+    async with serve(functions=dict.fromkeys(names, 10)) as (fake, sieve):
+        other = sieve.list_function_jobs("sieve", "retalker").checkpoint
+        with pytest.raises(ValueError, match="not among"):
+            sieve.list_jobs_for_functions(names, resume={"x/y": "done"})
+        with pytest.raises(ValueError, match="belongs to listing"):
+            sieve.list_jobs_for_functions(names, resume={names[0]: other})
+        unfiltered = sieve.list_function_jobs(*names[0].split("/")).checkpoint
+        with pytest.raises(ValueError, match="belongs to listing"):
+            sieve.list_jobs_for_functions(names, status="error", resume={names[0]: unfiltered})
+        assert fake.requests == []
