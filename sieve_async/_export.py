@@ -1,9 +1,9 @@
 """Export many job listings to one file: writers, the resume state file, and the export loop.
 
-The loop runs one paginator per function (at most ``concurrency`` open at once, each with at most
-one request in flight) and hands whole pages to a single writer through a bounded memory stream.
-Because one writer receives each listing's pages in order, the paginator checkpoint taken after a
-page is exactly "everything of this listing up to here is in the file". The state file records
+The loop reads the listings through the client's fan-out (`FanOut.pages`: at most
+``concurrency`` requests in flight) and writes each page as it is handed over. Because one writer
+receives each listing's pages in order, the fan-out's checkpoint of a listing taken after its page
+is written is exactly "everything of this listing up to here is in the file". The state file records
 those checkpoints together with the byte length of the output they cover, and is only ever
 written after that many bytes are flushed and fsync-ed, and then replaced atomically. Resuming
 truncates the output to the recorded length, so lines written after the last state are dropped
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
 import logging
 import os
@@ -22,16 +21,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final, Literal, Protocol
 
-import anyio
 import attrs
 import orjson
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._client import SieveClient
 from ._exceptions import SieveError
+from ._fanout import FanOut
 from ._models import FunctionRef, Job
+from ._paginator import Checkpoint
 
 __all__ = [
     "CSV_COLUMNS",
@@ -393,18 +392,6 @@ class ExportResult:
         return self.listings - self.pending - len(self.failures)
 
 
-@attrs.frozen
-class _Batch:
-    """A page of one listing on its way from a producer to the writer."""
-
-    ref: FunctionRef
-    jobs: Sequence[Job] = ()
-    checkpoint: dict[str, Any] | None = None
-    end: bool = False
-    unordered: bool = False
-    error: SieveError | None = None
-
-
 def _since_window(
     jobs: Sequence[Job], since: datetime, previous: datetime | None, unordered: bool
 ) -> tuple[list[Job], bool, bool, datetime | None]:
@@ -428,52 +415,6 @@ def _since_window(
         else:
             old = True
     return keep, old and not unordered, unordered, previous
-
-
-async def _produce(
-    sieve: SieveClient,
-    ref: FunctionRef,
-    listing: ListingState,
-    send: MemoryObjectSendStream[_Batch],
-    slots: anyio.Semaphore,
-    *,
-    status: str | None,
-    page_size: int | None,
-    since: datetime | None,
-) -> None:
-    # One open listing per slot and no read-ahead: at most ``concurrency`` requests in flight.
-    async with slots:
-        paginator = sieve.list_function_jobs(
-            ref.owner_name, ref.name, status=status, page_size=page_size, resume=listing.checkpoint
-        )
-        unordered = listing.unordered
-        previous: datetime | None = None
-        try:
-            async for page in paginator.pages():
-                jobs: Sequence[Job] = page.items
-                stop = False
-                if since is not None:
-                    was_unordered = unordered
-                    jobs, stop, unordered, previous = _since_window(
-                        jobs, since, previous, unordered
-                    )
-                    if unordered and not was_unordered:
-                        logger.warning(
-                            "%s: jobs are not newest-first; reading the whole listing to apply "
-                            "--since",
-                            ref,
-                        )
-                await send.send(
-                    _Batch(ref, jobs, paginator.checkpoint, end=stop, unordered=unordered)
-                )
-                if stop:
-                    return
-        except SieveError as error:
-            await send.send(_Batch(ref, error=error))
-            return
-        finally:
-            await paginator.aclose()
-        await send.send(_Batch(ref, checkpoint=paginator.checkpoint, end=True, unordered=unordered))
 
 
 async def export(
@@ -522,72 +463,90 @@ async def export(
         by_name.setdefault(name, FunctionRef.parse(name))
     todo = [by_name[name] for name, ls in state.listings.items() if not ls.done]
     result = ExportResult(total_jobs=state.jobs, listings=len(state.listings), pending=len(todo))
+    resume = {
+        str(ref): checkpoint
+        for ref in todo
+        if (checkpoint := state.listings[str(ref)].checkpoint) is not None
+    }
+    # One listing at a time per slot and no read-ahead: at most `concurrency` requests in flight.
+    jobs_by_page = sieve.list_jobs_for_functions(
+        todo,
+        concurrency=concurrency,
+        status=status,
+        page_size=page_size,
+        on_error="continue",
+        resume=resume,
+    )
+    newest_seen: dict[FunctionRef, datetime | None] = {}
     last_save = time.monotonic()
-
-    send, receive = anyio.create_memory_object_stream[_Batch](max(2, concurrency))
-    slots = anyio.Semaphore(concurrency)
-
-    async def produce_all() -> None:
-        async with send, anyio.create_task_group() as producers:
-            for ref in todo:
-                producers.start_soon(
-                    functools.partial(
-                        _produce,
-                        sieve,
-                        ref,
-                        state.listings[str(ref)],
-                        send,
-                        slots,
-                        status=status,
-                        page_size=page_size,
-                        since=since,
-                    )
-                )
 
     if state_path is not None:
         # At once, so that a state left by an earlier run never describes this run's output.
         _persist(writer, state, state_path)
     try:
-        async with anyio.create_task_group() as group, receive:
-            group.start_soon(produce_all)
-            async for batch in receive:
-                listing = state.listings[str(batch.ref)]
-                if batch.error is not None:
-                    result.failures.append((batch.ref, batch.error))
-                    result.pending -= 1
-                    if on_progress is not None:
-                        on_progress(result)
-                    continue
-                jobs = batch.jobs
+        async with jobs_by_page:
+            async for ref, page in jobs_by_page.pages():
+                listing = state.listings[str(ref)]
+                jobs: Sequence[Job] = page
+                stop = False
+                if since is not None:
+                    was_unordered = listing.unordered
+                    jobs, stop, listing.unordered, newest_seen[ref] = _since_window(
+                        jobs, since, newest_seen.get(ref), listing.unordered
+                    )
+                    if listing.unordered and not was_unordered:
+                        logger.warning(
+                            "%s: jobs are not newest-first; reading the whole listing to apply "
+                            "--since",
+                            ref,
+                        )
                 if max_jobs is not None and state.jobs + len(jobs) >= max_jobs:
                     jobs = jobs[: max(0, max_jobs - state.jobs)]
                     result.truncated = True
                 if jobs:
-                    writer.write(batch.ref, jobs)
+                    writer.write(ref, jobs)
                     state.jobs += len(jobs)
                     result.jobs += len(jobs)
                     result.total_jobs = state.jobs
                     result.pages += 1
                 if result.truncated:
-                    # The checkpoint describes the whole page, not the part written: leave the
-                    # state as it was, it still covers a prefix of the output.
-                    group.cancel_scope.cancel()
                     break
-                listing.checkpoint = batch.checkpoint
-                listing.unordered = batch.unordered
-                if batch.end:
-                    listing.done = True
-                    result.completed.append(batch.ref)
-                    result.pending -= 1
+                if stop:
+                    jobs_by_page.stop(ref)
+                # Only now, with the page written, may the state say this listing got past it.
+                _record(listing, jobs_by_page.checkpoint_of(ref))
+                _tally(result, jobs_by_page, todo)
                 if state_path is not None and time.monotonic() - last_save >= save_every:
                     _persist(writer, state, state_path)
                     last_save = time.monotonic()
                 if on_progress is not None:
                     on_progress(result)
+        _tally(result, jobs_by_page, todo)
+        if on_progress is not None:
+            on_progress(result)
     finally:
+        # A listing seen to its end had every page written before its end was seen.
+        for ref in jobs_by_page.done:
+            state.listings[str(ref)].done = True
         result.elapsed = time.monotonic() - started
         _finish(result, writer, state, state_path)
     return result
+
+
+def _record(listing: ListingState, checkpoint: Checkpoint | Literal["done"] | None) -> None:
+    """Note in ``listing`` how far its jobs are in the output."""
+    if checkpoint == "done":
+        listing.done = True
+    elif checkpoint is not None:
+        listing.checkpoint = checkpoint
+
+
+def _tally(result: ExportResult, jobs_by_page: FanOut, todo: Sequence[FunctionRef]) -> None:
+    """Bring the listing counts of ``result`` up to date."""
+    finished = jobs_by_page.done
+    result.completed = [ref for ref in todo if ref in finished]
+    result.failures = list(jobs_by_page.failures)
+    result.pending = len(todo) - len(result.completed) - len(result.failures)
 
 
 # Writing and saving are blocking on purpose: no await may split a page from the state that

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NoReturn
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -91,6 +91,7 @@ class FanOut:
         self._delivered: dict[FunctionRef, tuple[int, Hashable, list[Hashable]]] = {}
         self._resume = {r: c for r, c in (resume or {}).items() if c != DONE}
         self._done: set[FunctionRef] = {r for r, c in (resume or {}).items() if c == DONE}
+        self._stopped: set[FunctionRef] = set()
         self._next = 0
         self._runner: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -116,19 +117,63 @@ class FanOut:
             return self._ref, self._page[index]
         if self._finished:
             raise StopAsyncIteration
+        ref, page = await self._receive_page()
+        self._next = 1
+        return ref, page[0]
+
+    async def _receive_page(self) -> tuple[FunctionRef, list[Job]]:
+        """Make the next page current (raising StopAsyncIteration at the end); return it."""
         receive = self._start()
         self._fold()
         while True:
             try:
                 ref, page, keys, positions = await receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                return await self._end()
+                await self._end()
+            if ref in self._stopped:
+                continue
             if page:
                 break
             self._done.add(ref)
         self._ref, self._page, self._keys, self._positions = ref, page, keys, positions
-        self._next = 1
-        return ref, page[0]
+        return ref, page
+
+    @property
+    def done(self) -> frozenset[FunctionRef]:
+        """Listings handed out to their end (or stopped), including ones resumed as done."""
+        return frozenset(self._done)
+
+    def pages(self) -> _FanOutPages:
+        """Iterate ``(ref, jobs)`` a page at a time instead of job by job.
+
+        Each page is handed out whole (the rest of a partly read one first), so `checkpoints`
+        count all of it as delivered once it has been yielded.
+        """
+        return _FanOutPages(self)
+
+    async def _next_page(self) -> tuple[FunctionRef, list[Job]]:
+        if self._next < len(self._page):
+            rest = self._page[self._next :]
+        elif self._finished:
+            raise StopAsyncIteration
+        else:
+            _, rest = await self._receive_page()
+        self._next = len(self._page)
+        return self._ref, rest
+
+    def stop(self, ref: FunctionRef | str | tuple[str, str]) -> None:
+        """End one listing now: no more of its jobs are handed out, and it counts as done.
+
+        Its producer stops before its next request; pages of it already on their way are
+        dropped.
+        """
+        listing = FunctionRef.parse(ref)
+        if listing not in self._listing_ids:
+            raise ValueError(f"{listing} is not among this fan-out's functions")
+        self._stopped.add(listing)
+        self._done.add(listing)
+        if listing == self._ref:
+            self._fold()
 
     def _delivered_now(self) -> tuple[int, Hashable, list[Hashable]] | None:
         """What the current page has handed out so far, if anything."""
@@ -154,20 +199,27 @@ class FanOut:
         checkpoint after its last job handed to you (or the one it was resumed from). Listings
         nothing was read from are absent: a resume starts them from the beginning. JSON-ready.
         """
-        states: dict[str, Checkpoint | Literal["done"]] = {
-            str(ref): checkpoint for ref, checkpoint in self._resume.items()
-        }
-        delivered = dict(self._delivered)
-        current = self._delivered_now()
-        if current is not None:
-            delivered[self._ref] = current
-        for ref, (position, last, recent) in delivered.items():
-            states[str(ref)] = make_checkpoint(self._listing_ids[ref], position, last, recent)
-        for ref in self._done:
-            states[str(ref)] = DONE
+        states = {}
+        for ref in self.refs:
+            state = self.checkpoint_of(ref)
+            if state is not None:
+                states[str(ref)] = state
         return states
 
-    async def _end(self) -> tuple[FunctionRef, Job]:
+    def checkpoint_of(self, ref: FunctionRef) -> Checkpoint | Literal["done"] | None:
+        """One listing's entry of `checkpoints`, or ``None`` if nothing was read from it."""
+        if ref in self._done:
+            return DONE
+        if ref == self._ref:
+            current = self._delivered_now()
+            if current is not None:
+                return make_checkpoint(self._listing_ids[ref], *current)
+        delivered = self._delivered.get(ref)
+        if delivered is not None:
+            return make_checkpoint(self._listing_ids[ref], *delivered)
+        return self._resume.get(ref)
+
+    async def _end(self) -> NoReturn:
         await self.aclose()
         if self._error is not None:
             error, self._error = self._error, None
@@ -224,6 +276,8 @@ class FanOut:
             paginator = self._listing(ref, requests, self._resume.get(ref))
             try:
                 while (batch := await paginator._next_batch()) is not None:
+                    if ref in self._stopped:
+                        return
                     await send.send((ref, *batch))
             except SieveError as error:
                 if self.on_error == "raise":
@@ -235,3 +289,16 @@ class FanOut:
                 await paginator.aclose()
             self.completed.append(ref)
             await send.send((ref, [], [], []))
+
+
+class _FanOutPages:
+    """``async for ref, jobs in fan_out.pages()``."""
+
+    def __init__(self, fan_out: FanOut) -> None:
+        self._fan_out = fan_out
+
+    def __aiter__(self) -> _FanOutPages:
+        return self
+
+    async def __anext__(self) -> tuple[FunctionRef, list[Job]]:
+        return await self._fan_out._next_page()

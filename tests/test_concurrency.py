@@ -235,3 +235,23 @@ async def test_fanout_resume_is_checked_before_any_request(serve: Any) -> None:
         with pytest.raises(ValueError, match="belongs to listing"):
             sieve.list_jobs_for_functions(names, status="error", resume={names[0]: unfiltered})
         assert fake.requests == []
+
+
+async def test_fanout_pages_and_stop(serve: Any) -> None:
+    """pages() hands out whole pages; stop() ends one listing, which then counts as done."""
+    names = list(FIFTY)[:2]
+    async with serve(functions=dict.fromkeys(names, 200), page_cap=40) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions(names, concurrency=2)
+        seen: dict[str, list[str]] = {name: [] for name in names}
+        async for ref, page in jobs.pages():
+            assert 0 < len(page) <= 40
+            seen[str(ref)] += [job.id for job in page]
+            if str(ref) == names[0]:
+                jobs.stop(ref)
+        assert len(seen[names[0]]) == 40, "nothing of the stopped listing after its first page"
+        assert seen[names[1]] == [job["id"] for job in fake.jobs(names[1])]
+        assert jobs.checkpoints == dict.fromkeys(names, "done")
+        first_listing = [r for r in fake.requests if names[0] in r.path]
+        assert len(first_listing) <= 2
+        with pytest.raises(ValueError, match="not among"):
+            jobs.stop("x/y")
