@@ -52,9 +52,10 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 class FanOut:
     """``(ref, job)`` pairs from many job listings, interleaved as they arrive.
 
-    Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for``; use
-    ``async with`` or `aclose` to stop early. With ``on_error="continue"``, `failures` lists the
-    listings that failed, once iteration has ended.
+    Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for`` (or `pages`
+    for whole pages); use ``async with`` or `aclose` to stop early, `stop` to end one listing.
+    With ``on_error="continue"``, `failures` lists the listings that failed. `checkpoints` says
+    where each listing stands, for ``resume=``.
     """
 
     def __init__(
@@ -74,7 +75,7 @@ class FanOut:
         self.on_error = on_error
         #: ``(ref, error)`` for each listing that failed under ``on_error="continue"``.
         self.failures: list[tuple[FunctionRef, SieveError]] = []
-        #: Listings that ran to their end.
+        #: Listings read to their end; some of their jobs may not be handed out yet (see `done`).
         self.completed: list[FunctionRef] = []
         self._listing = listing
         self._buffer_size = buffer_size
