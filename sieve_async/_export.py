@@ -515,13 +515,14 @@ async def export(
                     jobs_by_page.stop(ref)
                 # Only now, with the page written, may the state say this listing got past it.
                 _record(listing, jobs_by_page.checkpoint_of(ref))
-                _tally(result, jobs_by_page, todo)
+                _tally(result, jobs_by_page, len(todo))
                 if state_path is not None and time.monotonic() - last_save >= save_every:
                     _persist(writer, state, state_path)
                     last_save = time.monotonic()
                 if on_progress is not None:
                     on_progress(result)
-        _tally(result, jobs_by_page, todo)
+        _tally(result, jobs_by_page, len(todo))
+        result.completed = [ref for ref in todo if ref in jobs_by_page.done]
         if on_progress is not None:
             on_progress(result)
     finally:
@@ -541,12 +542,13 @@ def _record(listing: ListingState, checkpoint: Checkpoint | Literal["done"] | No
         listing.checkpoint = checkpoint
 
 
-def _tally(result: ExportResult, jobs_by_page: FanOut, todo: Sequence[FunctionRef]) -> None:
-    """Bring the listing counts of ``result`` up to date."""
+def _tally(result: ExportResult, jobs_by_page: FanOut, listings: int) -> None:
+    """Bring the listing counts of ``result`` up to date; runs after every page, so it only
+    counts (the list of completed listings is made once, at the end)."""
     finished = jobs_by_page.done
-    result.completed = [ref for ref in todo if ref in finished]
     result.failures = list(jobs_by_page.failures)
-    result.pending = len(todo) - len(result.completed) - len(result.failures)
+    failed = sum(1 for ref, _ in result.failures if ref not in finished)
+    result.pending = listings - len(finished) - failed
 
 
 # Writing and saving are blocking on purpose: no await may split a page from the state that

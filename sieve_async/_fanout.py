@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from types import TracebackType
 from typing import Literal, NoReturn
 
@@ -140,9 +141,12 @@ class FanOut:
         return ref, page
 
     @property
-    def done(self) -> frozenset[FunctionRef]:
-        """Listings handed out to their end (or stopped), including ones resumed as done."""
-        return frozenset(self._done)
+    def done(self) -> AbstractSet[FunctionRef]:
+        """Listings handed out to their end (or stopped), including ones resumed as done.
+
+        A live, read-only view: it grows as iteration goes on.
+        """
+        return self._done
 
     def pages(self) -> _FanOutPages:
         """Iterate ``(ref, jobs)`` a page at a time instead of job by job.
