@@ -19,7 +19,7 @@ from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
 from ._tasks import TaskRegistry
-from ._transport import Transport, check_base_url
+from ._transport import Transport, TransportStats, check_base_url
 from ._validate import check_name, check_non_negative, check_positive, check_status
 
 __all__ = ["DEFAULT_BASE_URL", "SieveClient"]
@@ -157,7 +157,7 @@ class SieveClient:
         return self._transport.max_connections
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> TransportStats:
         """Counters of requests sent, retries made and pages decoded by this client."""
         return self._transport.stats
 
