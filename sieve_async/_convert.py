@@ -206,7 +206,11 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
         # Nearly every consumer reads the id, and a str id is its own structured value (the
         # converter's str hook returns a str unchanged), so it is set here rather than on
         # first read. Any other id type goes through the hook as usual.
-        prefill = attrs.fields_dict(cast(Any, cls))[key].type is str
+        field_types = {f.name: f.type for f in attrs.fields(cast(Any, cls))}
+        prefill = field_types[key] is str
+        # Likewise a job's status, which consumers filter on: a documented status string is
+        # one lookup in the table its hook uses. Anything else is left to the hook.
+        statuses = _STATUSES if field_types.get("status") == JobStatus | str | None else {}
 
         def make_one_key(value: Any) -> T:
             if not isinstance(value, dict) or key not in value:
@@ -217,6 +221,11 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
             ident = value[key]
             if ident.__class__ is str and prefill:
                 fields[key] = ident
+            status = value.get("status")
+            if status.__class__ is str:
+                known = statuses.get(status)
+                if known is not None:
+                    fields["status"] = known
             return instance
 
         return make_one_key

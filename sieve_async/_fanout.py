@@ -35,7 +35,7 @@ ListingFactory = Callable[
 ]
 #: A page on its way to the consumer: whose, the jobs, their ids and resume positions. A batch
 #: with no jobs says the listing has ended.
-Batch = tuple[FunctionRef, list[Job], list[Hashable], list[int]]
+Batch = tuple[FunctionRef, list[Job], list[Hashable], Sequence[int]]
 #: What `FanOut.checkpoints` holds for a listing that was delivered to its end.
 DONE: Literal["done"] = "done"
 #: Ids of the last delivered jobs a fan-out checkpoint carries, as a paginator's does.
@@ -87,7 +87,7 @@ class FanOut:
         self._ref = FunctionRef(name="-", owner_name="-")
         self._page: list[Job] = []
         self._keys: list[Hashable] = []
-        self._positions: list[int] = []
+        self._positions: Sequence[int] = []
         # Per listing, what the consumer has been handed: (position, last id, recent ids).
         self._listing_ids = dict(listing_ids)
         self._delivered: dict[FunctionRef, tuple[int, Hashable, list[Hashable]]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -205,7 +205,7 @@ class AsyncPaginator(Generic[T]):
         next_offset = None if self._cursor.done else self._cursor.position
         return Page(items=batch[0], offset=window.offset, next_offset=next_offset)
 
-    async def _next_batch(self) -> tuple[list[T], list[Hashable], list[int]] | None:
+    async def _next_batch(self) -> tuple[list[T], list[Hashable], Sequence[int]] | None:
         """The rest of the current page (or the next page): typed items, keys, positions."""
         if self._next == len(self._buffer.items):
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import random
 from dataclasses import dataclass, field
@@ -210,3 +212,33 @@ def test_item_without_id_is_decode_error() -> None:
     cursor = Cursor(page_size=10)
     with pytest.raises(SieveDecodeError, match="no 'id'"):
         cursor.feed(Window(0, 10), RawPage([{"name": "x"}], BARE))
+
+
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, None, 1.5])
+def test_item_with_an_id_of_another_type_is_decode_error(bad: object) -> None:
+    """An id that is neither a string nor an integer is named in the error, after good ones."""
+    cursor = Cursor(page_size=10)
+    with pytest.raises(SieveDecodeError, match="not a string"):
+        cursor.feed(Window(0, 10), RawPage([{"id": "fine"}, {"id": bad}], BARE))
+
+
+@pytest.mark.parametrize("body", [b'[{"id": 1}, [2, 3]]', b"[not json"])
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_decoding_leaves_the_garbage_collector_as_it_found_it(
+    body: bytes, collector_on: bool
+) -> None:
+    """Decoding holds the collector off only for the call, and never turns on a disabled one."""
+    was = gc.isenabled()
+    try:
+        if collector_on:
+            gc.enable()
+        else:
+            gc.disable()
+        with contextlib.suppress(SieveDecodeError):
+            decode_page(body)
+        assert gc.isenabled() is collector_on
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
