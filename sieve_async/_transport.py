@@ -208,8 +208,18 @@ class Transport:
         extra bound (a fan-out's) held for each attempt besides the client-wide one.
         """
         url = self.url_for(path)
-        attempts = 0
+        attempts = 1
         try:
+            try:
+                return await self._attempt(url, params, decode, limiter)
+            except _Retryable as failure:
+                if not self.max_retries:
+                    raise
+                first_failure = failure
+            # A retry context per request costs tens of microseconds and leaves reference
+            # cycles for the collector, so it is only made once the first attempt has failed.
+            # That failure is replayed as its first attempt, so the policy (backoff, Retry-After,
+            # attempt count) is stamina's from the start.
             async for attempt in stamina.retry_context(
                 on=self._backoff_for,
                 attempts=self.max_retries + 1,
@@ -220,8 +230,9 @@ class Transport:
             ):
                 with attempt:
                     attempts = attempt.num
-                    if attempts > 1:
-                        self.stats.retries += 1
+                    if attempts == 1:
+                        raise first_failure
+                    self.stats.retries += 1
                     return await self._attempt(url, params, decode, limiter)
         except _Retryable as wrapped:
             error = wrapped.error
