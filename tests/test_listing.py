@@ -26,6 +26,21 @@ async def test_server_cap_below_page_size_yields_every_job_once(serve: Any, shap
         assert {r.query["limit"] for r in fake.listing_requests()} == {"500"}
 
 
+@pytest.mark.parametrize("read_ahead", [0, 2])
+async def test_jobs_kept_from_earlier_pages_stay_whole(serve: Any, read_ahead: int) -> None:
+    """Pages are let go as the listing moves on; the jobs a consumer kept keep all they hold."""
+    async with serve(functions={"sieve/kept": 250}) as (fake, sieve):
+        kept = []
+        async for job in sieve.list_function_jobs(
+            "sieve", "kept", page_size=50, read_ahead=read_ahead
+        ):
+            kept.append(job)
+        assert [job.raw for job in kept] == fake.jobs("sieve/kept")
+        assert [job.created_at for job in kept] == sorted(
+            (job.created_at for job in kept), reverse=True
+        )
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_empty_listing(serve: Any, shape: str) -> None:
     """An empty listing yields nothing after one request."""
