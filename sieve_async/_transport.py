@@ -260,6 +260,10 @@ class Transport:
         if limiter is not None:
             async with limiter:
                 status, headers, body, final_url = await self._bounded_send(url, params)
+            if limiter.statistics().tasks_waiting:
+                # Let the listing waiting for the freed slot send its request before this
+                # page is decoded: the slot then idles for one step, not for the decode.
+                await anyio.lowlevel.checkpoint()
         else:
             status, headers, body, final_url = await self._bounded_send(url, params)
         if status >= 400:
