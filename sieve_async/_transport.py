@@ -258,9 +258,10 @@ class Transport:
         limiter: anyio.CapacityLimiter | None,
     ) -> T:
         if limiter is not None:
-            async with limiter:
+            async with _Held(limiter):
                 status, headers, body, final_url = await self._bounded_send(url, params)
-            if limiter.statistics().tasks_waiting:
+                handing_over = limiter.statistics().tasks_waiting > 0
+            if handing_over:
                 # Let the listing waiting for the freed slot send its request before this
                 # page is decoded: the slot then idles for one step, not for the decode.
                 await anyio.lowlevel.checkpoint()
@@ -289,7 +290,7 @@ class Transport:
     async def _bounded_send(
         self, url: URL, params: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], bytes, URL]:
-        async with self._limiter:
+        async with _Held(self._limiter):
             if self._rate is not None:
                 await self._rate.acquire()
             return await self._send(url, params)
@@ -384,6 +385,30 @@ class Transport:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+class _Held:
+    """``async with _Held(limiter)``: ``async with limiter`` that does not yield to the event
+    loop when a token is free.
+
+    anyio's ``acquire`` yields even then. Between freeing a request slot and sending, that
+    let a whole page's decoding run first, and the slot sat idle meanwhile (about 1 ms per
+    request, measured at concurrency 1).
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
 
 
 def _safe_url(url: URL) -> str:
