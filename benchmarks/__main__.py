@@ -112,10 +112,18 @@ def run(sizes: Sizes) -> dict[str, Any]:
     results["fan_out"] = outcome["fan_out_wall_over_ideal"]
     results["read_ahead"] = outcome["read_ahead_speedup"]
     results["plain_fan_out"] = outcome["plain_fan_out_wall_over_ideal"]
+    results["small_page_fan_out"] = outcome["small_page_fan_out_wall_over_ideal"]
+    results["plain_small_page_fan_out"] = outcome["plain_small_page_fan_out_wall_over_ideal"]
     for c, ratio in results["fan_out"].items():
         print(f"fan-out concurrency {c:2d}: wall ÷ ideal {ratio:.2f}")
     for c, ratio in results["plain_fan_out"].items():
         print(f"bare aiohttp fan-out, concurrency {c:2d}: wall ÷ ideal {ratio:.2f} (reference)")
+    for way, label in (("small_page_fan_out", ""), ("plain_small_page_fan_out", "bare aiohttp ")):
+        for c, ratio in results[way].items():
+            print(
+                f"{label}fan-out of {concurrency.SMALL_PAGE_SIZE}-job pages, concurrency {c:2d}: "
+                f"wall ÷ ideal {ratio:.2f}"
+            )
     for k, speedup in results["read_ahead"].items():
         print(f"read-ahead {k}: {speedup:.2f}x read-ahead 0")
 

@@ -18,21 +18,27 @@ from ._stats import interleaved, median, median_ratio
 
 LATENCY = 0.02
 PAGE_SIZE = 100
-#: Jobs that make ``pages`` pages of PAGE_SIZE: after the first, each window overlaps the
-#: previous page by one item, so it brings PAGE_SIZE - 1 new jobs.
-_JOBS_PER_EXTRA_PAGE = PAGE_SIZE - 1
+#: The fan-out again with pages this small, ours and bare aiohttp's, at concurrency 8: what is
+#: left over the ideal then is the cost of a request, not of the jobs it carries.
+SMALL_PAGE_SIZE = 20
 
 
-def jobs_for_pages(pages: int) -> int:
-    """How many jobs a listing needs to take exactly ``pages`` requests at PAGE_SIZE."""
-    return PAGE_SIZE + (pages - 1) * _JOBS_PER_EXTRA_PAGE
+def jobs_for_pages(pages: int, page_size: int = PAGE_SIZE) -> int:
+    """How many jobs a listing needs to take exactly ``pages`` requests of ``page_size``.
+
+    After the first, each window overlaps the previous page by one item, so it brings
+    ``page_size - 1`` new jobs.
+    """
+    return page_size + (pages - 1) * (page_size - 1)
 
 
-async def _fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, int]:
+async def _fan_out(
+    url: str, refs: list[str], concurrency: int, page_size: int = PAGE_SIZE
+) -> tuple[int, int]:
     async with SieveClient(api_key=API_KEY, base_url=url) as sieve:
         count = 0
         async with sieve.list_jobs_for_functions(
-            refs, concurrency=concurrency, page_size=PAGE_SIZE
+            refs, concurrency=concurrency, page_size=page_size
         ) as jobs:
             async for _ref, job in jobs:
                 _ = job.id
@@ -40,7 +46,9 @@ async def _fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, in
         return count, sieve.stats.requests
 
 
-async def _plain_fan_out(url: str, refs: list[str], concurrency: int) -> tuple[int, int]:
+async def _plain_fan_out(
+    url: str, refs: list[str], concurrency: int, page_size: int = PAGE_SIZE
+) -> tuple[int, int]:
     """The same fan-out in bare aiohttp, for reference: as many listings as request slots."""
     count = requests = 0
     slots = asyncio.Semaphore(concurrency)
@@ -51,7 +59,7 @@ async def _plain_fan_out(url: str, refs: list[str], concurrency: int) -> tuple[i
             offset = 0
             async with slots:
                 while True:
-                    params = {"limit": PAGE_SIZE, "offset": offset}
+                    params = {"limit": page_size, "offset": offset}
                     async with session.get(f"{url}/v2/functions/{ref}/jobs", params=params) as r:
                         r.raise_for_status()
                         document = orjson.loads(await r.read())
@@ -90,9 +98,12 @@ async def run(
 ) -> dict[str, dict[int, float]]:
     """Fan-out wall/ideal per concurrency and read-ahead speedup per k, medians of ``rounds``."""
     refs = [f"bench/fn{i:02d}" for i in range(functions)]
+    small_refs = [f"bench/small{i:02d}" for i in range(functions)]
     listings = {ref: jobs_for_pages(pages) for ref in refs}
+    listings.update({ref: jobs_for_pages(pages, SMALL_PAGE_SIZE) for ref in small_refs})
     listings["bench/long"] = jobs_for_pages(long_pages)
     expected_fan_out = functions * jobs_for_pages(pages)
+    expected_small = functions * jobs_for_pages(pages, SMALL_PAGE_SIZE)
     requests: dict[str, int] = {}
     # The bare-aiohttp reference runs at the concurrency the target names, where measured.
     plain_concurrency = 8 if 8 in concurrencies else max(concurrencies)
@@ -122,8 +133,18 @@ async def run(
             outcome = await _plain_fan_out(url, refs, plain_concurrency)
             checked("plain fan-out", expected_fan_out, outcome)
 
+        async def small_pages() -> None:
+            outcome = await _fan_out(url, small_refs, plain_concurrency, SMALL_PAGE_SIZE)
+            checked("small pages", expected_small, outcome)
+
+        async def plain_small_pages() -> None:
+            outcome = await _plain_fan_out(url, small_refs, plain_concurrency, SMALL_PAGE_SIZE)
+            checked("plain small pages", expected_small, outcome)
+
         runners = {f"fan-out {c}": fan_out(c) for c in concurrencies}
         runners["plain fan-out"] = plain_fan_out
+        runners["small pages"] = small_pages
+        runners["plain small pages"] = plain_small_pages
         runners.update({f"read-ahead {k}": ahead(k) for k in read_aheads})
         times = await interleaved(runners, rounds)  # type: ignore[arg-type]
 
@@ -132,12 +153,22 @@ async def run(
         ideal = requests[f"fan-out {c}"] * LATENCY / c
         fan_out_ratio[c] = median(times[f"fan-out {c}"]) / ideal
     plain_ideal = requests["plain fan-out"] * LATENCY / plain_concurrency
+
+    def small(name: str) -> float:
+        return median(times[name]) / (requests[name] * LATENCY / plain_concurrency)
+
     base = times[f"read-ahead {read_aheads[0]}"]
     speedup = {k: median_ratio(base, times[f"read-ahead {k}"]) for k in read_aheads}
     return {
         "fan_out_wall_over_ideal": fan_out_ratio,
         "plain_fan_out_wall_over_ideal": {
             plain_concurrency: median(times["plain fan-out"]) / plain_ideal
+        },
+        "small_page_fan_out_wall_over_ideal": {
+            plain_concurrency: small("small pages"),
+        },
+        "plain_small_page_fan_out_wall_over_ideal": {
+            plain_concurrency: small("plain small pages"),
         },
         "read_ahead_speedup": speedup,
         "fan_out_requests": {c: float(requests[f"fan-out {c}"]) for c in concurrencies},

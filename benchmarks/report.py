@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from .concurrency import SMALL_PAGE_SIZE
+
 
 @attrs.frozen
 class Row:
@@ -77,6 +79,17 @@ def rows(results: dict[str, Any], *, targets: bool = True) -> list[Row]:
             table.append(Row(f"fan-out wall ÷ ideal, concurrency {concurrency}", _x(ratio)))
     for concurrency, ratio in results.get("plain_fan_out", {}).items():
         table.append(Row(f"reference: bare aiohttp fan-out, concurrency {concurrency}", _x(ratio)))
+    for way, label in (
+        ("small_page_fan_out", ""),
+        ("plain_small_page_fan_out", "reference: bare aiohttp "),
+    ):
+        for concurrency, ratio in results.get(way, {}).items():
+            table.append(
+                Row(
+                    f"{label}fan-out of {SMALL_PAGE_SIZE}-job pages, concurrency {concurrency}",
+                    _x(ratio),
+                )
+            )
     for k, speedup in results.get("read_ahead", {}).items():
         if k == 0:
             continue
@@ -132,13 +145,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
     left.plot(levels, [fan_out[c] for c in levels], "o-", label="measured")
     for concurrency, ratio in results.get("plain_fan_out", {}).items():
         left.plot([concurrency], [ratio], "s", color="tab:green", label="bare aiohttp (reference)")
+    for way, marker, label in (
+        ("small_page_fan_out", "^", f"{SMALL_PAGE_SIZE}-job pages"),
+        ("plain_small_page_fan_out", "x", f"bare aiohttp, {SMALL_PAGE_SIZE}-job pages"),
+    ):
+        for concurrency, ratio in results.get(way, {}).items():
+            left.plot([concurrency], [ratio], marker, color="tab:purple", label=label)
     left.axhline(1.0, color="grey", linestyle=":", label="ideal")
     left.axhline(1.15, color="tab:red", linestyle="--", label="target at 8 (≤ 1.15)")
     left.set_xscale("log", base=2)
     left.set_xticks(levels, [str(c) for c in levels])
     left.set_xlabel("concurrency")
     left.set_ylabel("wall ÷ (requests x latency ÷ concurrency)")
-    left.set_title("Fan-out: 32 functions x 5 pages, 20 ms latency")
+    left.set_title("Fan-out: 32 functions x 5 pages of 100, 20 ms latency")
     left.legend()
     ahead = results["read_ahead"]
     ks = sorted(ahead)
