@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._exceptions import SieveError
 from ._models import FunctionRef, Job
-from ._paginator import AsyncPaginator, Checkpoint, make_checkpoint
+from ._paginator import AsyncPaginator, Checkpoint, delivered_through, make_checkpoint
 from ._tasks import TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
@@ -38,8 +38,6 @@ ListingFactory = Callable[
 Batch = tuple[FunctionRef, list[Job], list[Hashable], Sequence[int]]
 #: What `FanOut.checkpoints` holds for a listing that was delivered to its end.
 DONE: Literal["done"] = "done"
-#: Ids of the last delivered jobs a fan-out checkpoint carries, as a paginator's does.
-_RECENT = 8
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -185,10 +183,8 @@ class FanOut:
         index = self._next
         if not index or not self._page:
             return None
-        keys = self._keys
         earlier = self._delivered.get(self._ref, (0, None, []))[2]
-        recent = [*earlier, *keys[max(0, index - _RECENT) : index]][-_RECENT:]
-        return self._positions[index - 1], keys[index - 1], recent
+        return delivered_through(self._keys, self._positions, index, earlier)
 
     def _fold(self) -> None:
         delivered = self._delivered_now()

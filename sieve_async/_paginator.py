@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -14,7 +14,14 @@ from ._models import Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import TaskRegistry, cancel_and_wait
 
-__all__ = ["AsyncPaginator", "Checkpoint", "listing_id", "make_checkpoint", "parse_checkpoint"]
+__all__ = [
+    "AsyncPaginator",
+    "Checkpoint",
+    "delivered_through",
+    "listing_id",
+    "make_checkpoint",
+    "parse_checkpoint",
+]
 
 T = TypeVar("T")
 
@@ -28,6 +35,15 @@ _CHECKPOINT_RECENT = 8
 def listing_id(path: str, status: str | None) -> str:
     """The identity a checkpoint is bound to: the listing's path and its status filter."""
     return path if status is None else f"{path}?status={status}"
+
+
+def delivered_through(
+    keys: list[Hashable], positions: Sequence[int], count: int, earlier: Iterable[Hashable]
+) -> tuple[int, Hashable, list[Hashable]]:
+    """Position, last key and recent keys once the first ``count`` items of a page (``keys``,
+    ``positions``) are delivered, after the ``earlier`` recent keys of the same listing."""
+    recent = [*earlier, *keys[max(0, count - _CHECKPOINT_RECENT) : count]]
+    return positions[count - 1], keys[count - 1], recent[-_CHECKPOINT_RECENT:]
 
 
 def make_checkpoint(
@@ -176,9 +192,7 @@ class AsyncPaginator(Generic[T]):
         if not index:
             return self._delivered_position, self._delivered_last, list(self._delivered_recent)
         buffer = self._buffer
-        done = buffer.keys[max(0, index - _CHECKPOINT_RECENT) : index]
-        recent = [*self._delivered_recent, *done][-_CHECKPOINT_RECENT:]
-        return buffer.positions[index - 1], buffer.keys[index - 1], recent
+        return delivered_through(buffer.keys, buffer.positions, index, self._delivered_recent)
 
     def _settle(self) -> None:
         """Fold what was delivered from the current page into the delivered state; drop it all."""
