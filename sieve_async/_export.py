@@ -468,7 +468,7 @@ async def export(
         for ref in todo
         if (checkpoint := state.listings[str(ref)].checkpoint) is not None
     }
-    # One listing at a time per slot and no read-ahead: at most `concurrency` requests in flight.
+    # No read-ahead in the fan-out: at most `concurrency` requests in flight.
     jobs_by_page = sieve.list_jobs_for_functions(
         todo,
         concurrency=concurrency,
