@@ -17,6 +17,7 @@ Nothing here performs I/O or imports aiohttp. `decode_page` turns response bytes
 from __future__ import annotations
 
 import gc
+import json
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, Literal
@@ -50,6 +51,13 @@ BODY_EXCERPT = 200
 _DEFAULT_STEP_BASIS = 100
 #: Recently delivered ids kept for re-anchoring: a few pages' worth, never fewer than this.
 _MIN_RECENT = 1024
+#: Requests in a row that deliver nothing and anchor no later than before, before giving up.
+_MAX_STALLS = 8
+#: Requests in a row that deliver nothing at all, before giving up (plus two per recent id:
+#: searching back for a place and walking forward from it again are bounded by those).
+_MAX_IDLE = 16
+#: Requests a listing may send beyond four per item delivered.
+_REQUEST_ALLOWANCE = 64
 
 
 @attrs.frozen
@@ -118,9 +126,14 @@ def decode_page(body: bytes, status: int = 200) -> RawPage:
     try:
         document = _loads_without_collecting(body)
     except orjson.JSONDecodeError as exc:
-        raise _decode_error(
-            f"the body is not valid JSON ({exc})", status, body, retryable=True
-        ) from exc
+        try:
+            # orjson refuses some valid JSON the standard library reads, such as a string
+            # holding a lone surrogate escape ("\\ud800"); that rare body takes the slow path.
+            document = json.loads(body)
+        except ValueError:
+            raise _decode_error(
+                f"the body is not valid JSON ({exc})", status, body, retryable=True
+            ) from exc
     if isinstance(document, list):
         return RawPage(document, BARE)
     if isinstance(document, dict):
@@ -131,6 +144,11 @@ def decode_page(body: bytes, status: int = 200) -> RawPage:
             if raw_next is None:
                 return RawPage(items, ENVELOPE, None)
             if isinstance(raw_next, int) and not isinstance(raw_next, bool):
+                if raw_next < -1:
+                    raise SievePaginationError(
+                        f"the server sent next_offset {raw_next}; only -1 marks the end of a "
+                        "listing, so whether more follows is unknown"
+                    )
                 return RawPage(items, ENVELOPE, raw_next if raw_next >= 0 else None)
             raise _decode_error(f"'next_offset' is {raw_next!r}, not an integer", status, body)
     raise _decode_error("expected a JSON array or an object with a 'data' array", status, body)
@@ -145,8 +163,12 @@ def id_key(item: Any) -> Hashable:
             f"a listed item has no 'id': {orjson.dumps(item)[:BODY_EXCERPT]!r}",
             body_start=orjson.dumps(item)[:BODY_EXCERPT],
         ) from None
-    if not isinstance(key, str | int):
-        raise SieveDecodeError(f"a listed item's 'id' is {key!r}, not a string")
+    if not isinstance(key, str | int) or isinstance(key, bool):
+        # A bool is an int to Python (True == 1): accepting one would make ids 1 and true equal.
+        raise SieveDecodeError(
+            f"a listed item's 'id' is {orjson.dumps(key)[:BODY_EXCERPT].decode()}, "
+            "not a string or an integer"
+        )
     return key
 
 
@@ -195,12 +217,38 @@ class Accepted:
 NOTHING: Final = Accepted([], [], [])
 
 
+def _first_copies(keys: list[Hashable]) -> list[int]:
+    """Indexes of the first copy of each key, in order (a page listing an id twice)."""
+    seen: set[Hashable] = set()
+    kept = []
+    for index, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            kept.append(index)
+    return kept
+
+
 class Cursor:
     """The paging state of one listing, fed page by page.
 
     Usage: ask `next_window()`, request it, `feed()` the decoded page, deliver what it returns;
     repeat until `done`. `plan(k)` lists up to ``k`` windows that will be asked next if the list
     does not move, for read-ahead.
+
+    The invariants (docs/DESIGN.md, "Paging rules"):
+
+    - ``position`` is where the first undelivered item stood when last seen; ``last_key`` is the
+      last item delivered, and every recently delivered key is remembered with its rank.
+    - A page is *placed* when it shows where we stand: it holds ``last_key`` or another recently
+      delivered item (the anchor), or it was asked for at ``position`` itself. Only the items of
+      a placed page that follow its anchor and were never delivered are delivered; then
+      ``position`` becomes the end of that page. An unplaced page moves nothing: the cursor
+      searches backwards for its anchor.
+    - Only a placed page can end the listing: an envelope whose ``next_offset`` says so, or, for a
+      bare array, an empty page asked for at ``position``.
+    - Every request either delivers, or moves the search back, or anchors on a later delivered
+      item than the request before it; a few requests in a row that do none of these raise
+      `SievePaginationError`, and so does a crawl whose requests far outnumber its items.
 
     Args:
         page_size: the ``limit`` to send, or ``None`` for the server's default.
@@ -230,18 +278,29 @@ class Cursor:
         self.requests = 0
         self._key = key
         self._largest_page = 0
-        # A server that caps pages at one item makes an overlapping window return only the
-        # item we already have; these two flags tell that apart from a one-item tail.
-        self._confirming_end = False
+        #: The length of the latest page the server cut short while more followed.
+        self._cap: int | None = None
+        self._maybe_cap: int | None = None
+        self._after_short_page = False
+        #: Ask for the next window at ``position`` itself, without the overlap item: a page that
+        #: held only the overlap item may be the end, or a server answering one item per page.
+        self._skip_overlap = False
         self._single_item_pages = False
         self._search_offset: int | None = None
-        self._previous_empty_window: Window | None = None
-        # Recently accepted keys, a page's list at a time, so that remembering and forgetting
-        # them are bulk set operations rather than a Python loop per item.
+        self._search_step = 0
+        # Progress guard: requests in a row that delivered nothing and did not get closer.
+        self._idle = 0
+        self._stalls = 0
+        self._anchor_rank = -1
+        # Recently accepted keys with their rank (order of delivery), a page's list at a time so
+        # that forgetting them is done page by page.
         self._recent_pages: deque[list[Hashable]] = deque()
         self._recent_count = 0
-        self._recent_set: set[Hashable] = set()
-        self._remember_page([k for k in [*recent, last_key] if k is not None])
+        self._rank: dict[Hashable, int] = {}
+        self._ranks_given = 0
+        # While nothing was ever forgotten (and we did not resume), every delivered key is known.
+        self._remembers_all = last_key is None
+        self._remember_page([k for k in dict.fromkeys([*recent, last_key]) if k is not None])
 
     # -- what to ask -------------------------------------------------------------------------
 
@@ -249,15 +308,22 @@ class Cursor:
     def _page_basis(self) -> int:
         return self.page_size or self._largest_page or _DEFAULT_STEP_BASIS
 
-    @property
-    def _overlapping(self) -> bool:
+    def _overlaps(self, position: int, has_last: bool) -> bool:
         return (
-            self.last_key is not None
-            and self.position > 0
+            has_last
+            and position > 0
             and self.page_size != 1
             and not self._single_item_pages
-            and not self._confirming_end
+            and not self._skip_overlap
         )
+
+    def _window_at(self, position: int, accepted: int, has_last: bool) -> Window:
+        overlap = 1 if self._overlaps(position, has_last) else 0
+        limit = self.page_size
+        if self.max_items is not None:
+            wanted = self.max_items - accepted + overlap
+            limit = wanted if limit is None else min(limit, wanted)
+        return Window(position - overlap, limit)
 
     def next_window(self) -> Window | None:
         """The window to request next, or ``None`` when the listing is complete."""
@@ -265,44 +331,50 @@ class Cursor:
             return None
         if self._search_offset is not None:
             return Window(self._search_offset, self.page_size)
-        overlap = 1 if self._overlapping else 0
-        limit = self.page_size
-        if self.max_items is not None:
-            wanted = self.max_items - self.accepted + overlap
-            limit = wanted if limit is None else min(limit, wanted)
-        return Window(self.position - overlap, limit)
+        return self._window_at(self.position, self.accepted, self.last_key is not None)
 
     def plan(self, count: int) -> list[Window]:
-        """Up to ``count`` windows, in order, that follow if every page comes back full."""
+        """Up to ``count`` windows, in order, that follow if every page comes back full.
+
+        "Full" is the page size, or the server's cap once a page has shown it, so a server that
+        cuts pages short costs read-ahead no wasted requests.
+        """
         first = self.next_window()
         if first is None:
             return []
         windows = [first]
-        stride_basis = first.limit or self._largest_page
-        if count <= 1 or self._search_offset is not None or not stride_basis:
+        if self._search_offset is not None or self._skip_overlap:
             return windows
-        # After a full page the next window starts at its last item, one item early.
-        stride = stride_basis if self._single_item_pages else stride_basis - 1
-        if stride <= 0:
+        full = first.limit or self._largest_page
+        if self._cap is not None:
+            full = min(full, self._cap) if full else self._cap
+        if not full:
             return windows
-        expected_new = first.limit - (1 if self._overlapping else 0) if first.limit else 0
-        offset = first.offset
-        for _ in range(count - 1):
-            if self.max_items is not None and self.accepted + expected_new >= self.max_items:
+        position, accepted = self.position, self.accepted
+        window = first
+        while len(windows) < count:
+            served = min(full, window.limit or full)
+            accepted += served - (position - window.offset)
+            position = window.offset + served
+            if self.max_items is not None and accepted >= self.max_items:
                 break
-            offset += stride
-            limit = self.page_size
-            if self.max_items is not None:
-                wanted = self.max_items - self.accepted - expected_new + 1
-                limit = wanted if limit is None else min(limit, wanted)
-            windows.append(Window(offset, limit))
-            expected_new += (limit or stride_basis) - 1
+            window = self._window_at(position, accepted, True)
+            if window.offset <= windows[-1].offset:
+                break
+            windows.append(window)
         return windows
 
     # -- what a page means -------------------------------------------------------------------
 
     def feed(self, window: Window, page: RawPage) -> Accepted:
-        """Take the page answered for ``window``; return the items to deliver, in order."""
+        """Take the page answered for ``window``; return the items to deliver, in order.
+
+        Raises:
+            SievePaginationError: the server's answers cannot be read exactly once (a
+                ``next_offset`` that does not advance, pages that bring nothing new, or a place
+                in the listing that cannot be found again).
+            SieveDecodeError: an item has no usable identity.
+        """
         if self.done:
             return NOTHING
         self.requests += 1
@@ -315,38 +387,38 @@ class Cursor:
                 f"{page.next_offset}, which does not move forward; the listing would loop"
             )
         keys = _keys_of(self._key, items)
-        if self._confirming_end:
-            self._confirming_end = False
-            self._single_item_pages = count > 0
-        searching = self._search_offset is not None
+
+        skipped_overlap = self._skip_overlap
+        self._skip_overlap = False
         expect_anchor = self.last_key is not None and window.offset < self.position
-
-        start = 0
-        if expect_anchor:
-            anchor = self._find_anchor(keys)
-            if anchor is None:
-                if window.offset > 0:
-                    # Items before our position left the listing; look further back.
-                    step = max(1, self._page_basis // 2)
-                    self._search_offset = max(0, window.offset - step)
-                    return NOTHING
-                # Back at the start with none of our recent items in sight: all of them left
-                # the listing, and whatever remains here has not been delivered.
-            else:
-                start = anchor + 1
+        anchor = self._find_anchor(keys)
+        if anchor is None and expect_anchor and (count or window.offset):
+            if window.offset > 0:
+                return self._search_back(window, count)
+            if not self._remembers_all:
+                raise SievePaginationError(
+                    f"lost our place in the listing: none of the {len(self._rank)} jobs "
+                    "delivered last is in it any more, so what it holds now cannot be told "
+                    "apart from what was delivered before; resume from an earlier checkpoint"
+                )
+            # Back at the start with every delivered item gone: what is here is new.
         self._search_offset = None
+        self._search_step = 0
 
+        start = 0 if anchor is None else anchor + 1
         after = window.offset + 1
-        recent = self._recent_set
-        fresh_keys = keys[start:] if start else keys
+        fresh_keys: list[Hashable] = keys[start:] if start else keys
         fresh_items: list[Any]
         positions: Sequence[int]
-        if recent.isdisjoint(fresh_keys):
+        rank = self._rank
+        if rank.keys().isdisjoint(fresh_keys) and len(set(fresh_keys)) == len(fresh_keys):
             # The usual page: nothing past the anchor was delivered before, so slices serve.
             fresh_items = items[start:] if start else items
             positions = range(after + start, after + count)
         else:
-            fresh = [i for i in range(start, count) if keys[i] not in recent]
+            fresh = [
+                i for i in _first_copies(keys) if i >= start and keys[i] not in rank
+            ]
             fresh_keys = [keys[i] for i in fresh]
             fresh_items = [items[i] for i in fresh]
             positions = [after + i for i in fresh]
@@ -357,55 +429,107 @@ class Cursor:
                 fresh_keys[:room],
                 positions[:room],
             )
-
-        if page.shape == ENVELOPE and page.next_offset is not None:
-            next_position = page.next_offset
-        else:
-            next_position = window.offset + count
+        anchor_rank = -1 if anchor is None else rank[keys[anchor]]
 
         accepted = Accepted(fresh_items, fresh_keys, positions)
+        self.position = window.offset + count
         if fresh_keys:
             self._remember_page(fresh_keys)
             self.last_key = fresh_keys[-1]
             self.accepted += len(fresh_keys)
-
-        nothing_new = not fresh_keys
-        if (count == 0 and (not expect_anchor or window.offset == 0)) or page.is_end:
-            self.done = True
-        elif nothing_new and start == count and count > 0 and expect_anchor:
-            # The page ends at an item we delivered: nothing follows it, so the listing ends,
-            # with two exceptions. Re-anchoring on a full page after items left the listing:
-            # read on from there. A single item while every page held one: a one-item tail,
-            # or a server capping pages at one? Ask once more without the overlap to know.
-            if searching and count >= self._largest_page:
-                pass
-            elif count == 1 and self._largest_page == 1:
-                self._confirming_end = True
-            else:
-                self.done = True
-        elif self.max_items is not None and self.accepted >= self.max_items:
-            self.done = True
-        self.position = next_position
-
-        if nothing_new and not self.done:
-            upcoming = self.next_window()
-            if upcoming in (window, self._previous_empty_window):
-                raise SievePaginationError(
-                    f"the server keeps answering offset {window.offset} with nothing new; "
-                    "the listing would loop"
-                )
-            self._previous_empty_window = window
+            self._idle = self._stalls = 0
+            self._anchor_rank = rank[self.last_key]
+        elif anchor_rank > self._anchor_rank:
+            # Nothing new, but anchored on a later delivered item than before: getting closer.
+            self._anchor_rank = anchor_rank
+            self._idle += 1
         else:
-            self._previous_empty_window = None
+            self._idle += 1
+            self._stalls += 1
+
+        nothing_after = anchor == count - 1 if anchor is not None else count == 0
+        asked = window.limit or self._largest_page
+        short = count < asked and (self._cap is None or count < self._cap)
+        # Only the overlap item came back: the end, or a server answering one item per page.
+        # Right after a page cut short, the end was in sight: take it as the end. Otherwise the
+        # next window, at our position, tells which.
+        only_overlap = count == 1 and anchor == 0 and expect_anchor
+        after_short_page, self._after_short_page = self._after_short_page, False
+        if page.shape == ENVELOPE:
+            ended = page.is_end
+            if short and not ended and count >= 2:
+                self._cap = count
+        elif count == 0:
+            # An empty page asked for at our position (or at the very start, when everything
+            # left the listing) ends a bare array.
+            ended = not expect_anchor or window.offset == 0
+        else:
+            # Otherwise a bare array ends at a page cut short with nothing after its anchor:
+            # shorter than asked and than any page the server cut short before, so not a cap.
+            ended = nothing_after and short and (after_short_page or not only_overlap)
+            # (A one-item page does not count: that is what a server capping at one answers.)
+            self._after_short_page = short and bool(fresh_keys) and count >= 2
+            # A short page is the server's cap only if items followed it.
+            if fresh_keys and self._maybe_cap is not None:
+                self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
+            self._maybe_cap = count if short and fresh_keys and count >= 2 else None
+        if ended or (self.max_items is not None and self.accepted >= self.max_items):
+            self.done = True
+            return accepted
+        if only_overlap:
+            self._skip_overlap = True
+        elif skipped_overlap or self._single_item_pages:
+            self._single_item_pages = count == 1 and window.limit != 1
+        self._check_progress(window, page)
         return accepted
 
+    def _search_back(self, window: Window, count: int) -> Accepted:
+        """The page holds none of the recently delivered items: items before ``position`` left
+        the listing, so the anchor now stands earlier. Step back, overlapping the page just
+        seen; after empty pages (the list shrank past it), step back twice as far each time."""
+        step = max(1, count - 1) if count else max(1, self._page_basis - 1, 2 * self._search_step)
+        self._search_step = step
+        self._search_offset = max(0, window.offset - step)
+        self._anchor_rank = -1
+        self._idle += 1
+        self._check_requests()
+        return NOTHING
+
+    def _check_progress(self, window: Window, page: RawPage) -> None:
+        if self._stalls > _MAX_STALLS or self._idle > _MAX_IDLE + 2 * len(self._rank):
+            what = (
+                f"next_offset {page.next_offset}"
+                if page.shape == ENVELOPE
+                else f"{len(page.items)} items"
+            )
+            raise SievePaginationError(
+                f"{self._idle} requests in a row brought no new item (the last: offset "
+                f"{window.offset} answered with {what}, all delivered before). The server "
+                "repeats pages, or items land at the head faster than pages are read"
+                + (f" (try a page_size above {self.page_size})" if self.page_size else "")
+            )
+        self._check_requests()
+
+    def _check_requests(self) -> None:
+        if self.requests > _REQUEST_ALLOWANCE + 4 * self.accepted:
+            raise SievePaginationError(
+                f"{self.requests} requests brought only {self.accepted} items; the server's "
+                "pages do not add up to a listing"
+            )
+
     def _find_anchor(self, keys: list[Hashable]) -> int | None:
+        """Index of ``last_key`` in the page, else of the last recently delivered item."""
         last = self.last_key
-        for i, k in enumerate(keys):
-            if k == last:
-                return i
+        if last is not None:
+            try:
+                return keys.index(last)
+            except ValueError:
+                pass
+        rank = self._rank
+        if not rank:
+            return None
         for i in range(len(keys) - 1, -1, -1):
-            if keys[i] in self._recent_set:
+            if keys[i] in rank:
                 return i
         return None
 
@@ -413,20 +537,23 @@ class Cursor:
         return max(4 * self._page_basis, _MIN_RECENT)
 
     def _remember_page(self, keys: list[Hashable]) -> None:
-        """Remember newly accepted keys; forget whole old pages beyond the bound."""
+        """Remember newly accepted keys with their rank; forget whole old pages past the bound."""
         if not keys:
             return
+        first = self._ranks_given
+        self._ranks_given += len(keys)
         self._recent_pages.append(keys)
-        self._recent_set.update(keys)
+        self._rank.update(zip(keys, range(first, first + len(keys)), strict=True))
         self._recent_count += len(keys)
         bound = self._recent_bound()
         pages = self._recent_pages
-        # Accepted keys are never already remembered, so dropping a page's keys drops only
-        # those; at least `bound` keys stay known.
         while self._recent_count - len(pages[0]) >= bound:
             oldest = pages.popleft()
             self._recent_count -= len(oldest)
-            self._recent_set.difference_update(oldest)
+            rank = self._rank
+            for key in oldest:
+                del rank[key]
+            self._remembers_all = False
 
     def recent_keys(self, count: int) -> list[Hashable]:
         """The last ``count`` accepted keys, oldest first (for checkpoints)."""
