@@ -53,6 +53,8 @@ _DEFAULT_STEP_BASIS = 100
 _MIN_RECENT = 1024
 #: Requests in a row that deliver nothing and anchor no later than before, before giving up.
 _MAX_STALLS = 8
+#: Times a listing may start over at the head after every recent id left it.
+_MAX_RESTARTS = 2
 #: Requests in a row that deliver nothing at all, before giving up (plus two per recent id:
 #: searching back for a place and walking forward from it again are bounded by those).
 _MAX_IDLE = 16
@@ -282,6 +284,9 @@ class Cursor:
         self._cap: int | None = None
         self._maybe_cap: int | None = None
         self._after_short_page = False
+        #: The last page showed the last delivered item with nothing after it, cut short.
+        self._end_in_sight = False
+        self._last_before: Hashable | None = last_key
         #: Ask for the next window at ``position`` itself, without the overlap item: a page that
         #: held only the overlap item may be the end, or a server answering one item per page.
         self._skip_overlap = False
@@ -292,6 +297,7 @@ class Cursor:
         self._idle = 0
         self._stalls = 0
         self._anchor_rank = -1
+        self._restarts = 0
         # Recently accepted keys with their rank (order of delivery), a page's list at a time so
         # that forgetting them is done page by page.
         self._recent_pages: deque[list[Hashable]] = deque()
@@ -312,7 +318,6 @@ class Cursor:
         return (
             has_last
             and position > 0
-            and self.page_size != 1
             and not self._single_item_pages
             and not self._skip_overlap
         )
@@ -320,6 +325,10 @@ class Cursor:
     def _window_at(self, position: int, accepted: int, has_last: bool) -> Window:
         overlap = 1 if self._overlaps(position, has_last) else 0
         limit = self.page_size
+        if has_last and position > 0 and limit is not None:
+            # Room for the overlap item and at least one new one, even at page_size=1; and a
+            # probe at our position (see `feed`) must be able to show more than one item.
+            limit = max(2, limit)
         if self.max_items is not None:
             wanted = self.max_items - accepted + overlap
             limit = wanted if limit is None else min(limit, wanted)
@@ -330,7 +339,8 @@ class Cursor:
         if self.done:
             return None
         if self._search_offset is not None:
-            return Window(self._search_offset, self.page_size)
+            # Room for the anchor and one more, as in an overlapping window.
+            return Window(self._search_offset, self.page_size and max(2, self.page_size))
         return self._window_at(self.position, self.accepted, self.last_key is not None)
 
     def plan(self, count: int) -> list[Window]:
@@ -389,19 +399,46 @@ class Cursor:
         keys = _keys_of(self._key, items)
 
         skipped_overlap = self._skip_overlap
+        self._last_before = self.last_key
+        searching = self._search_offset is not None
         self._skip_overlap = False
         expect_anchor = self.last_key is not None and window.offset < self.position
         anchor = self._find_anchor(keys)
         if anchor is None and expect_anchor and (count or window.offset):
+            if not count and page.shape == BARE and self._end_in_sight and not searching:
+                # The page before showed the last delivered item with nothing after it, and
+                # now nothing is left past where it stood: the end, reached as items left.
+                self.done = True
+                return NOTHING
             if window.offset > 0:
                 return self._search_back(window, count)
+            whole_list = page.is_end if page.shape == ENVELOPE else count < (window.limit or 0)
+            if not whole_list and not self._remembers_all:
+                # A full first page without a recently delivered item: either they all left,
+                # or so many items landed at the head that the last delivered one is further
+                # on; and what is here may have been delivered before the recent ones. Walk
+                # on; if no recent one shows up, the progress guard ends this.
+                self.position = window.offset + count
+                self._search_offset = None
+                self._idle += 1
+                self._stalls += 1
+                self._check_progress(window, page)
+                return NOTHING
             if not self._remembers_all:
                 raise SievePaginationError(
                     f"lost our place in the listing: none of the {len(self._rank)} jobs "
                     "delivered last is in it any more, so what it holds now cannot be told "
                     "apart from what was delivered before; resume from an earlier checkpoint"
                 )
-            # Back at the start with every delivered item gone: what is here is new.
+            # Nothing here was ever delivered (every delivered item is remembered): start over
+            # from the head, at most a few times.
+        if skipped_overlap and anchor is None and count >= 2 and self.last_key is not None:
+            # The probe found items but nothing to place them by: they follow the last item
+            # delivered only if the list did not move. The overlapping window checks that.
+            self._idle += 1
+            self._stalls += 1
+            self._check_progress(window, page)
+            return NOTHING
         self._search_offset = None
         self._search_step = 0
 
@@ -437,8 +474,22 @@ class Cursor:
             self._remember_page(fresh_keys)
             self.last_key = fresh_keys[-1]
             self.accepted += len(fresh_keys)
-            self._idle = self._stalls = 0
             self._anchor_rank = rank[self.last_key]
+            if anchor is None and expect_anchor:
+                # Started over at the head: these items landed there during the crawl. That
+                # is no progress through the listing; done again and again, it would follow
+                # a list that grows at its head faster than it is read for ever.
+                self._restarts += 1
+                if self._restarts > _MAX_RESTARTS:
+                    raise SievePaginationError(
+                        f"lost our place in the listing {self._restarts} times: every job "
+                        "delivered lately left it, and the ones at its head landed there while "
+                        "it was read; jobs come and go faster than pages are read"
+                    )
+                self._idle += 1
+                self._stalls += 1
+            else:
+                self._idle = self._stalls = 0
         elif anchor_rank > self._anchor_rank:
             # Nothing new, but anchored on a later delivered item than before: getting closer.
             self._anchor_rank = anchor_rank
@@ -448,48 +499,70 @@ class Cursor:
             self._stalls += 1
 
         nothing_after = anchor == count - 1 if anchor is not None else count == 0
+        # Without a limit the server's default page length is unknown: the longest page seen.
         asked = window.limit or self._largest_page
         short = count < asked and (self._cap is None or count < self._cap)
         # Only the overlap item came back: the end, or a server answering one item per page.
-        # Right after a page cut short, the end was in sight: take it as the end. Otherwise the
-        # next window, at our position, tells which.
         only_overlap = count == 1 and anchor == 0 and expect_anchor
         after_short_page, self._after_short_page = self._after_short_page, False
+        # Whether to ask next at our position without the overlap item, to see what is there.
+        probe = only_overlap
         if page.shape == ENVELOPE:
             ended = page.is_end
             if short and not ended and count >= 2:
                 self._cap = count
         elif count == 0:
-            # An empty page asked for at our position (or at the very start, when everything
-            # left the listing) ends a bare array.
+            # A bare array ends at an empty page asked for at our position (or at the very
+            # start, when everything left the listing).
             ended = not expect_anchor or window.offset == 0
         else:
-            # Otherwise a bare array ends at a page cut short with nothing after its anchor:
-            # shorter than asked and than any page the server cut short before, so not a cap.
-            ended = nothing_after and short and (after_short_page or not only_overlap)
+            # Or at a page with nothing after its anchor that is shorter than asked and than
+            # any page after which more came: not a page the server's cap cut short. The
+            # overlap item alone could also be a server answering one item per page: it ends
+            # the listing only right after a page cut short (the end was in sight), otherwise
+            # the probe at our position tells.
+            # A page found by searching back is not asked for where the end would show.
+            # And only at the last delivered item itself: after an earlier one, it may be
+            # further on, unless the page is shorter than the server's pages ever are.
+            ended = (
+                nothing_after
+                and short
+                and anchor is not None
+                and (
+                    keys[anchor] == self._last_before
+                    or (self._cap is not None and count < self._cap)
+                )
+                # A page found by searching back was not asked for where the end shows,
+                # unless it holds the whole list.
+                and (not searching or (window.offset == 0 and count < (self._cap or 0)))
+                and (after_short_page or not only_overlap)
+            )
             # (A one-item page does not count: that is what a server capping at one answers.)
             self._after_short_page = short and bool(fresh_keys) and count >= 2
-            # A short page is the server's cap only if items followed it.
+            at_last = anchor is not None and keys[anchor] == self._last_before
+            self._end_in_sight = short and at_last and nothing_after and count >= 2
             if fresh_keys and self._maybe_cap is not None:
                 self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
-            self._maybe_cap = count if short and fresh_keys and count >= 2 else None
+            self._maybe_cap = count if fresh_keys and count >= 2 else None
         if ended or (self.max_items is not None and self.accepted >= self.max_items):
             self.done = True
             return accepted
-        if only_overlap:
+        if probe:
             self._skip_overlap = True
         elif skipped_overlap or self._single_item_pages:
-            self._single_item_pages = count == 1 and window.limit != 1
+            self._single_item_pages = len(fresh_keys) == 1 and window.limit != 1
         self._check_progress(window, page)
         return accepted
 
     def _search_back(self, window: Window, count: int) -> Accepted:
         """The page holds none of the recently delivered items: items before ``position`` left
         the listing, so the anchor now stands earlier. Step back, overlapping the page just
-        seen; after empty pages (the list shrank past it), step back twice as far each time."""
-        step = max(1, count - 1) if count else max(1, self._page_basis - 1, 2 * self._search_step)
+        seen; after an empty page (the list shrank past it) step back by one, then twice as
+        far each time, since a few items leaving is the likely cause."""
+        step = max(1, count - 1) if count else max(1, 2 * self._search_step)
         self._search_step = step
         self._search_offset = max(0, window.offset - step)
+        self._after_short_page = self._end_in_sight = False
         self._anchor_rank = -1
         self._idle += 1
         self._check_requests()

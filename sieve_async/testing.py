@@ -335,7 +335,8 @@ class FakeSieve:
         shape: ``None`` serves each listing in the shape the API uses today (job listings as
             ``{"data", "next_offset"}`` envelopes, functions and versions as bare arrays);
             ``"envelope"`` or ``"bare"`` forces one shape on every listing.
-        page_cap: the most items one page holds, whatever ``limit`` asks.
+        page_cap: the most items one page holds, whatever ``limit`` asks; a sequence of caps
+            applies one per listing request, in turn (a server whose cap varies).
         default_limit: the page length when a request sends no ``limit`` (the API's is 500).
         max_limit: a ``limit`` above this is refused with 422, as a validating API would.
         latency: seconds each request takes before it is answered.
@@ -356,7 +357,7 @@ class FakeSieve:
         *,
         functions: Mapping[str, int] | None = None,
         shape: Shape | None = None,
-        page_cap: int | None = None,
+        page_cap: int | Sequence[int] | None = None,
         default_limit: int = 500,
         max_limit: int | None = None,
         latency: float = 0.0,
@@ -537,8 +538,11 @@ class FakeSieve:
                 "enum",
             )
         limit = values["limit"]
-        if self.page_cap is not None:
-            limit = min(limit, self.page_cap)
+        cap = self.page_cap
+        if isinstance(cap, Sequence):
+            cap = cap[self._pages_served % len(cap)] if cap else None
+        if cap is not None:
+            limit = min(limit, cap)
         return values["offset"], limit, status
 
     async def _serve(
