@@ -43,18 +43,29 @@ def _decode(status: int, body: bytes) -> RawPage:
 def _check_fan_out_resume(
     resume: Mapping[str, Checkpoint | Literal["done"]] | None, ids: Mapping[FunctionRef, str]
 ) -> dict[FunctionRef, Checkpoint | Literal["done"]]:
-    """Validate a fan-out's ``resume=`` against the listings of this call."""
+    """Validate a fan-out's ``resume=`` against the listings of this call.
+
+    Keys are ``"owner/name"`` strings, as `FanOut.checkpoints` writes them; each value is
+    ``"done"`` or a checkpoint of that function's listing (see `parse_checkpoint`).
+    """
     if resume is None:
         return {}
     if not isinstance(resume, Mapping):
         raise ValueError("resume= takes a fan-out's .checkpoints, a mapping by 'owner/name'")
     checked: dict[FunctionRef, Checkpoint | Literal["done"]] = {}
     for name, checkpoint in resume.items():
+        if not isinstance(name, str):
+            raise ValueError(f"resume= keys are 'owner/name' strings, got {name!r}")
         ref = FunctionRef.parse(name)
         if ref not in ids:
             raise ValueError(f"resume= names {name!r}, which is not among the functions listed")
-        if checkpoint != "done":
-            parse_checkpoint(checkpoint, ids[ref])
+        if not (isinstance(checkpoint, str) and checkpoint == "done"):
+            try:
+                parse_checkpoint(checkpoint, ids[ref])
+            except ValueError as exc:
+                raise ValueError(
+                    f"resume= for {name!r} is neither 'done' nor a checkpoint of its listing: {exc}"
+                ) from exc
         checked[ref] = checkpoint
     return checked
 
@@ -208,7 +219,9 @@ class SieveClient:
             resume: a ``checkpoint`` of an earlier paginator over the same listing.
 
         Raises:
-            ValueError: an argument is out of range; raised here, before any request.
+            ValueError: an argument is out of range, a name is blank, ``.`` or ``..`` or holds
+                ``/``, or ``resume`` is not a checkpoint of this listing (the message names the
+                field at fault); raised here, before any request.
         """
         path = _function_path(FunctionRef.parse((owner, function)), "jobs")
         return self._paginate(

@@ -59,7 +59,8 @@ class FunctionRef:
         """Read ``"owner/function"``, ``(owner, function)`` or a `FunctionRef`.
 
         Raises:
-            ValueError: the owner or the name is empty or contains ``/``.
+            ValueError: the owner or the name is not a string, is blank, ``.`` or ``..``, or
+                contains ``/``.
         """
         if isinstance(spec, FunctionRef):
             owner, name = spec.owner_name, spec.name
@@ -71,7 +72,8 @@ class FunctionRef:
             owner, name = spec
         else:
             raise ValueError(f"expected 'owner/function' or (owner, function), got {spec!r}")
-        return cls(name=check_name(name, "function"), owner_name=check_name(owner, "owner"))
+        owner = check_name(owner, "owner")
+        return cls(name=check_name(name, "function"), owner_name=owner)
 
 
 @attrs.frozen(kw_only=True)

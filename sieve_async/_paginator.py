@@ -59,26 +59,63 @@ def make_checkpoint(
     }
 
 
+#: The fields of a checkpoint, as `make_checkpoint` writes them.
+_CHECKPOINT_FIELDS = ("version", "listing", "offset", "last_id", "recent")
+
+
+def _is_id(value: Any) -> bool:
+    # JSON gives ids as strings or integers; a bool is an int to Python but never an id.
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, list[Hashable]]:
     """Validate a checkpoint for ``listing``; return its offset, last id and recent ids.
 
+    A checkpoint is the dict `make_checkpoint` writes, checked field by field: ``version``
+    (this format's number), ``listing`` (this listing's identity), ``offset`` (an integer of at
+    least 0), ``last_id`` (an id, or ``None`` before anything was delivered) and ``recent`` (a
+    list of ids). Ids are strings or integers. Every field is required, and a field not among
+    these is refused: this format has no optional fields, so an unknown one means the dict
+    was written by something else or edited, and resuming from it could lose or repeat items.
+
     Raises:
-        ValueError: it is not a checkpoint, or it belongs to another listing.
+        ValueError: it is not a checkpoint (naming the field at fault), or it belongs to another
+            listing.
     """
-    if not isinstance(value, dict) or value.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(value, dict):
         raise ValueError(f"resume= takes a paginator's .checkpoint, got {value!r}")
-    if value.get("listing") != listing:
+    if "version" not in value:
+        raise ValueError("checkpoint 'version' is missing: resume= takes a paginator's .checkpoint")
+    version = value["version"]
+    if not _is_id(version) or version != CHECKPOINT_VERSION:
         raise ValueError(
-            f"this checkpoint belongs to listing {value.get('listing')!r}, not {listing!r}"
+            f"checkpoint 'version' is {version!r}; this version of sieve_async reads "
+            f"checkpoints of version {CHECKPOINT_VERSION}"
         )
-    offset = value.get("offset")
+    missing = [field for field in _CHECKPOINT_FIELDS if field not in value]
+    if missing:
+        raise ValueError(f"checkpoint {missing[0]!r} is missing")
+    unknown = [field for field in value if field not in _CHECKPOINT_FIELDS]
+    if unknown:
+        raise ValueError(f"checkpoint field {unknown[0]!r} is not a checkpoint field")
+    if value["listing"] != listing:
+        raise ValueError(
+            f"checkpoint 'listing': it belongs to listing {value['listing']!r}, not {listing!r}"
+        )
+    offset = value["offset"]
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"checkpoint offset must be a non-negative integer, got {offset!r}")
-    last = value.get("last_id")
-    recent = value.get("recent") or []
-    if not isinstance(recent, list):
-        raise ValueError("checkpoint 'recent' must be a list of ids")
-    return offset, last, recent
+        raise ValueError(f"checkpoint 'offset' must be a non-negative integer, got {offset!r}")
+    last = value["last_id"]
+    if last is not None and not _is_id(last):
+        raise ValueError(
+            f"checkpoint 'last_id' must be a string or an integer (or null), got {last!r}"
+        )
+    recent = value["recent"]
+    if not isinstance(recent, list) or not all(_is_id(key) for key in recent):
+        raise ValueError(
+            f"checkpoint 'recent' must be a list of ids (strings or integers), got {recent!r}"
+        )
+    return offset, last, list(recent)
 
 
 class AsyncPaginator(Generic[T]):

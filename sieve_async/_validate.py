@@ -10,12 +10,22 @@ __all__ = ["STATUSES", "check_name", "check_non_negative", "check_positive", "ch
 STATUSES = ("queued", "processing", "error", "finished", "cancelled")
 
 
+#: Names that are path segments of their own: RFC 3986 §5.2.4 removes them, and so do proxies
+#: that normalise paths, so ``versions/..`` would reach another listing.
+_DOT_SEGMENTS = (".", "..")
+
+
 def check_name(value: Any, what: str) -> str:
-    """A path segment: a non-empty string without ``/``."""
+    """One path segment: a string that is not blank, ``.`` or ``..``, and holds no ``/``.
+
+    Anything else is a name: the caller percent-encodes it as a single segment.
+    """
     if not isinstance(value, str):
         raise ValueError(f"{what} name must be a string, got {value!r}")
     if not value.strip():
-        raise ValueError(f"{what} name must not be empty")
+        raise ValueError(f"{what} name must not be empty, got {value!r}")
+    if value in _DOT_SEGMENTS:
+        raise ValueError(f"{what} name must not be '.' or '..', got {value!r}")
     if "/" in value:
         raise ValueError(f"{what} name must not contain '/', got {value!r}")
     return value
