@@ -301,7 +301,7 @@ def test_verify_output_accepts_the_covered_bytes_and_ignores_later_ones(tmp_path
     [
         (lambda out: out.write_bytes(out.read_bytes().replace(b"1", b"7")), "changed"),
         (lambda out: out.write_bytes(b'{"id": 0}\n' + out.read_bytes()), "changed"),
-        (lambda out: out.write_bytes(out.read_bytes()[:-1]), "shorter"),
+        (lambda out: out.write_bytes(out.read_bytes()[:-1]), r"shorter .*\(19 < 20 bytes\)"),
         (lambda out: out.unlink(), "missing"),
     ],
 )
@@ -396,7 +396,7 @@ CHECKPOINT = ("listings", "sieve/a", "checkpoint")
         (damaged(("length",), "10"), "length"),
         (damaged(("length",), -1), "length"),
         (damaged(("length",), True), "length"),
-        (damaged(("length",), KeyError), "length"),
+        (damaged(("length",), KeyError), "length is missing"),
         (damaged(("jobs",), 2.5), "jobs"),
         (damaged(("sha256",), 5), "sha256"),
         (damaged(("sha256",), "xyz"), "sha256"),
@@ -407,6 +407,7 @@ CHECKPOINT = ("listings", "sieve/a", "checkpoint")
         (damaged(("listings", "sieve/a", "unordered"), 0), "unordered"),
         (damaged(("listings", "sieve/a", "done"), KeyError), "done"),
         (damaged(("listings", "sieve/a", "checkpoint"), "start"), "checkpoint"),
+        (damaged(("listings", "sieve/a", "checkpoint"), KeyError), "checkpoint is missing"),
         (damaged((*CHECKPOINT, "offset"), "ten"), "offset"),
         (damaged((*CHECKPOINT, "offset"), -3), "offset"),
         (damaged((*CHECKPOINT, "recent"), "j"), "recent"),
@@ -506,3 +507,24 @@ async def test_resume_skips_finished_listings_and_continues_the_others(
         assert result.total_jobs == 200
         assert result.completed == [refs[1]]
         assert not any("/sieve/a/" in r.path for r in fake.listing_requests())
+
+
+def test_counts_of_zero_and_a_one_byte_prefix(tmp_path: Path) -> None:
+    """Zero is a count; a prefix of one byte is read and checked like any other."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**GOOD, "length": 0, "jobs": 0}))
+    state = load_state(path)
+    assert state is not None
+    assert (state.length, state.jobs) == (0, 0)
+    out, state = saved(tmp_path, b"x")
+    assert verify_output(out, state).hexdigest() == state.sha256
+
+
+def test_a_resumed_writer_knows_its_checksum_only_when_given_the_prefix() -> None:
+    """Resumed without the prefix's hash, a writer cannot vouch for the output; with it, it can."""
+    assert JsonlWriter(io.BytesIO(), length=5, owned=False, durable=False).checksum() is None
+    prefix = hashlib.sha256(b"12345")
+    writer = JsonlWriter(io.BytesIO(), length=5, owned=False, durable=False, checksum=prefix)
+    writer.write(REF, [job()])
+    line = json.dumps({"id": "j1", FUNCTION_KEY: "sieve/retalker"}, separators=(",", ":"))
+    assert writer.checksum() == hashlib.sha256(b"12345" + line.encode() + b"\n").hexdigest()
