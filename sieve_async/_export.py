@@ -8,17 +8,24 @@ those checkpoints together with the byte length of the output they cover, and is
 written after that many bytes are flushed and fsync-ed, and then replaced atomically. Resuming
 truncates the output to the recorded length, so lines written after the last state are dropped
 and fetched again, and every job ends up in the file exactly once.
+
+The state also records the sha256 of those bytes, kept up to date as they are written, so a
+resume can tell the covered part is still what the export wrote before it builds on it. One
+export at a time may write an output: `lock_output` holds an exclusive lock beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
+import hashlib
 import io
 import logging
 import os
+import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol
@@ -30,7 +37,7 @@ from ._client import SieveClient
 from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
-from ._paginator import Checkpoint
+from ._paginator import Checkpoint, parse_checkpoint
 
 __all__ = [
     "CSV_COLUMNS",
@@ -41,13 +48,16 @@ __all__ = [
     "ExportState",
     "JsonlWriter",
     "ListingState",
+    "OutputLockedError",
     "ParquetWriter",
     "StateError",
     "Writer",
     "export",
     "load_state",
+    "lock_output",
     "save_state",
     "state_path_for",
+    "verify_output",
 ]
 
 logger = logging.getLogger("sieve_async.export")
@@ -80,7 +90,10 @@ JOB_FIELDS: Final = (
 CSV_COLUMNS: Final = (FUNCTION_KEY, *JOB_FIELDS, EXTRA_KEY)
 _KNOWN_FIELDS: Final = frozenset(JOB_FIELDS)
 _TIMESTAMP_FIELDS: Final = ("created_at", "started_at", "completed_at")
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
+#: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -94,6 +107,9 @@ class Writer(Protocol):
 
     def sync(self) -> int:
         """Make everything written so far durable; return the output's length in bytes."""
+
+    def checksum(self) -> str | None:
+        """The sha256 (hex) of the output's bytes so far, or ``None`` if this writer cannot tell."""
 
     def close(self) -> None:
         """Flush and close (a stream the writer did not open stays open)."""
@@ -122,23 +138,40 @@ def _flat_row(ref: FunctionRef, job: Job) -> list[Any]:
 
 
 class _StreamWriter:
-    """Bytes to a binary stream, counting the length so a state can name what it covers."""
+    """Bytes to a binary stream, counting and hashing them so a state can name what it covers."""
 
-    def __init__(self, stream: IO[bytes], *, length: int = 0, owned: bool, durable: bool) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        length: int = 0,
+        owned: bool,
+        durable: bool,
+        checksum: hashlib._Hash | None = None,
+    ) -> None:
         self._stream = stream
         self.length = length
         self._owned = owned
         self._durable = durable
+        # Hashing as the bytes go out keeps a long export linear: no state save re-reads the file.
+        if checksum is None and length == 0:
+            checksum = hashlib.sha256()
+        self._hash = checksum
 
     def _emit(self, data: bytes) -> None:
         self._stream.write(data)
         self.length += len(data)
+        if self._hash is not None:
+            self._hash.update(data)
 
     def sync(self) -> int:
         self._stream.flush()
         if self._durable:
             os.fsync(self._stream.fileno())
         return self.length
+
+    def checksum(self) -> str | None:
+        return None if self._hash is None else self._hash.hexdigest()
 
     def close(self) -> None:
         if self._owned:
@@ -155,6 +188,8 @@ class JsonlWriter(_StreamWriter):
         length: bytes already in the output before this writer (when resuming).
         owned: close ``stream`` in `close`.
         durable: fsync in `sync` (for files; not for a pipe).
+        checksum: the sha256 of those ``length`` bytes, as `verify_output` returns it; without
+            it a resumed writer's `checksum` is ``None``.
     """
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
@@ -168,22 +203,46 @@ class JsonlWriter(_StreamWriter):
 class CsvWriter(_StreamWriter):
     """One row per job: ``CSV_COLUMNS``, nested values as JSON text, unknown fields in ``_extra``.
 
-    Writes the header when the output is empty; takes the arguments of `JsonlWriter`.
+    Writes the header when the output is empty. A text cell a spreadsheet would run as a formula
+    (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading ``'``
+    unless ``raw_formulas`` is true. Takes the other arguments of `JsonlWriter`.
     """
 
-    def __init__(self, stream: IO[bytes], *, length: int = 0, owned: bool, durable: bool) -> None:
-        super().__init__(stream, length=length, owned=owned, durable=durable)
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        length: int = 0,
+        owned: bool,
+        durable: bool,
+        checksum: hashlib._Hash | None = None,
+        raw_formulas: bool = False,
+    ) -> None:
+        super().__init__(stream, length=length, owned=owned, durable=durable, checksum=checksum)
+        self._raw_formulas = raw_formulas
         if length == 0:
             self._emit(self._render([list(CSV_COLUMNS)]))
 
     @staticmethod
     def _render(rows: Iterable[list[Any]]) -> bytes:
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(rows)
+        # The csv module quotes a cell only for the characters of the line terminator: with
+        # RFC 4180's CRLF, a lone carriage return inside a cell is quoted too, not a row break.
+        csv.writer(text, lineterminator="\r\n").writerows(rows)
         return text.getvalue().encode()
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
-        self._emit(self._render(_flat_row(ref, job) for job in jobs))
+        rows = (_flat_row(ref, job) for job in jobs)
+        if not self._raw_formulas:
+            rows = ([_defuse(cell) for cell in row] for row in rows)
+        self._emit(self._render(rows))
+
+
+def _defuse(cell: Any) -> Any:
+    # Nested values are JSON text starting with { or [, so only the server's strings can match.
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 class ParquetWriter:
@@ -236,6 +295,9 @@ class ParquetWriter:
         self._flush_rows()
         return 0
 
+    def checksum(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self._flush_rows()
         self._file.close()
@@ -245,7 +307,26 @@ class ParquetWriter:
 
 
 class StateError(Exception):
-    """A resume state that cannot be used: unreadable, or written for other arguments."""
+    """A resume state that cannot be used: unreadable, written for other arguments, or for an
+    output that has changed since."""
+
+
+class OutputLockedError(Exception):
+    """Another export is writing this output.
+
+    Attributes:
+        path: the output.
+        pid: the process holding the lock, if it has recorded itself yet.
+    """
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = "another process" if pid is None else f"process {pid}"
+        super().__init__(
+            f"{path} is being written by {holder} (lock {lock_path_for(path)}); wait for it to "
+            "finish or write elsewhere"
+        )
+        self.path = path
+        self.pid = pid
 
 
 @attrs.define
@@ -267,12 +348,14 @@ class ExportState:
         listings: ``owner/name`` mapped to its `ListingState`, in export order.
         length: bytes of the output that the checkpoints cover.
         jobs: jobs in those bytes.
+        sha256: the sha256 (hex) of those bytes, or ``None`` if the writer could not tell.
     """
 
     params: dict[str, Any]
     listings: dict[str, ListingState] = attrs.field(factory=dict)
     length: int = 0
     jobs: int = 0
+    sha256: str | None = None
 
     def to_json(self) -> bytes:
         """The state as JSON."""
@@ -281,6 +364,7 @@ class ExportState:
                 "version": STATE_VERSION,
                 "params": self.params,
                 "length": self.length,
+                "sha256": self.sha256,
                 "jobs": self.jobs,
                 "listings": {name: attrs.asdict(ls) for name, ls in self.listings.items()},
             },
@@ -289,38 +373,86 @@ class ExportState:
 
     @classmethod
     def from_json(cls, data: bytes) -> ExportState:
-        """Read `to_json` output.
+        """Read `to_json` output, checking the type of every value.
 
         Raises:
-            StateError: it is not a state this version wrote.
+            StateError: it is not a state this version wrote, or a value has the wrong type.
         """
         try:
             doc = orjson.loads(data)
-            if doc["version"] != STATE_VERSION:
-                raise StateError(f"unsupported state version {doc['version']!r}")
-            listings = {
-                str(name): ListingState(
-                    checkpoint=ls["checkpoint"],
-                    done=bool(ls["done"]),
-                    unordered=bool(ls["unordered"]),
-                )
-                for name, ls in doc["listings"].items()
-            }
-            return cls(
-                params=dict(doc["params"]),
-                listings=listings,
-                length=int(doc["length"]),
-                jobs=int(doc["jobs"]),
+        except orjson.JSONDecodeError as exc:
+            raise StateError(f"the resume state is damaged: not JSON ({exc})") from exc
+        doc = _field(doc, "the state", dict, "an object")
+        if _field(doc.get("version"), "version", int, "a number") != STATE_VERSION:
+            raise StateError(f"unsupported state version {doc['version']!r}")
+        sha256 = _field(doc.get("sha256", ...), "sha256", str | None, "hex text or null")
+        if sha256 is not None and not _SHA256_HEX.fullmatch(sha256):
+            raise StateError(
+                f"the resume state is damaged: sha256 is not a sha256 digest, {sha256!r}"
             )
-        except StateError:
-            raise
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateError(f"the resume state is damaged ({type(exc).__name__}: {exc})") from exc
+        listings = {}
+        for name, entry in _field(doc.get("listings"), "listings", dict, "an object").items():
+            where = f"listings[{name!r}]"
+            try:
+                FunctionRef.parse(name)
+            except ValueError as exc:
+                raise StateError(f"the resume state is damaged: {where}: {exc}") from exc
+            value = _field(entry, where, dict, "an object")
+            checkpoint = _field(
+                value.get("checkpoint", ...),
+                f"{where}.checkpoint",
+                dict | None,
+                "an object or null",
+            )
+            if checkpoint is not None:
+                listing = _field(
+                    checkpoint.get("listing"), f"{where}.checkpoint.listing", str, "text"
+                )
+                try:
+                    parse_checkpoint(checkpoint, listing)
+                except ValueError as exc:
+                    raise StateError(f"the resume state is damaged: {where}: {exc}") from exc
+            listings[name] = ListingState(
+                checkpoint=checkpoint,
+                done=_field(value.get("done"), f"{where}.done", bool, "true or false"),
+                unordered=_field(
+                    value.get("unordered"), f"{where}.unordered", bool, "true or false"
+                ),
+            )
+        return cls(
+            params=_field(doc.get("params"), "params", dict, "an object"),
+            listings=listings,
+            length=_count(doc.get("length"), "length"),
+            jobs=_count(doc.get("jobs"), "jobs"),
+            sha256=sha256,
+        )
+
+
+def _field(value: Any, name: str, kind: Any, expected: str) -> Any:
+    """``value`` if it is a ``kind``; a missing key arrives as ``None`` (or ``...`` where
+    ``None`` is allowed)."""
+    if value is ... or (value is None and not isinstance(None, kind)):
+        raise StateError(f"the resume state is damaged: {name} is missing")
+    if not isinstance(value, kind):
+        raise StateError(f"the resume state is damaged: {name} should be {expected}, not {value!r}")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    # bool is an int to isinstance; a count of True is still damage.
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise StateError(f"the resume state is damaged: {name} should be a count, not {value!r}")
+    return int(_field(value, name, int, "a count"))
 
 
 def state_path_for(output: Path) -> Path:
     """Where the resume state of ``output`` lives: beside it, ``<name>.state.json``."""
     return output.with_name(output.name + ".state.json")
+
+
+def lock_path_for(output: Path) -> Path:
+    """The lock file of ``output``: beside it, ``<name>.lock``."""
+    return output.with_name(output.name + ".lock")
 
 
 def save_state(path: Path, state: ExportState) -> None:
@@ -338,13 +470,104 @@ def load_state(path: Path) -> ExportState | None:
     """The state at ``path``, or ``None`` if there is none.
 
     Raises:
-        StateError: the file exists but cannot be used.
+        StateError: the file exists but cannot be used; the message names it.
     """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    return ExportState.from_json(data)
+    try:
+        return ExportState.from_json(data)
+    except StateError as exc:
+        raise StateError(f"{path}: {exc}") from exc
+
+
+def verify_output(path: Path, state: ExportState) -> hashlib._Hash:
+    """Check that the first ``state.length`` bytes of ``path`` are the ones the export wrote.
+
+    Reads those bytes once. Bytes after them are not checked: a resume drops them.
+
+    Returns:
+        The sha256 of those bytes, to pass on as a resumed writer's ``checksum``.
+
+    Raises:
+        StateError: the output is missing, shorter than the state says, or its covered bytes
+            differ (it was edited, or another program wrote to it), or the state has no checksum.
+    """
+    if state.sha256 is None:
+        raise StateError(f"the resume state of {path} records no checksum to verify it with")
+    checksum = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            left = state.length
+            while left > 0:
+                chunk = file.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                checksum.update(chunk)
+                left -= len(chunk)
+    except FileNotFoundError:
+        raise StateError(f"{path} is missing") from None
+    if left > 0:
+        raise StateError(
+            f"{path} is shorter than its resume state says "
+            f"({state.length - left} < {state.length} bytes)"
+        )
+    if checksum.hexdigest() != state.sha256:
+        raise StateError(
+            f"{path} was changed after the export wrote it: its first {state.length} bytes are "
+            "not the ones its resume state covers"
+        )
+    return checksum
+
+
+@contextlib.contextmanager
+def lock_output(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (and its resume state) for the ``with`` block.
+
+    The lock is ``flock`` on ``<name>.lock`` beside it, which records the holder's PID and is
+    removed on release; the kernel drops the lock if the holder dies, so a stale file blocks
+    nobody.
+
+    Raises:
+        OutputLockedError: another process (or another ``with`` in this one) holds it.
+    """
+    lock = lock_path_for(path)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise OutputLockedError(path, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The previous holder removes the file on release; if it did so after we opened it,
+        # we hold a lock nobody else can see. Then take the file now at the path.
+        try:
+            opened, current = os.fstat(fd), os.stat(lock)
+            if (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        # Removed while still held, so that no one can lock a file about to disappear.
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -469,14 +692,22 @@ async def export(
         if (checkpoint := state.listings[str(ref)].checkpoint) is not None
     }
     # No read-ahead in the fan-out: at most `concurrency` requests in flight.
-    jobs_by_page = sieve.list_jobs_for_functions(
-        todo,
-        concurrency=concurrency,
-        status=status,
-        page_size=page_size,
-        on_error="continue",
-        resume=resume,
-    )
+    try:
+        jobs_by_page = sieve.list_jobs_for_functions(
+            todo,
+            concurrency=concurrency,
+            status=status,
+            page_size=page_size,
+            on_error="continue",
+            resume=resume,
+        )
+    except ValueError as exc:
+        if not resume:
+            raise
+        # The checkpoints passed their own checks on loading, so this one names another
+        # listing (or status) than the one it is resumed for.
+        where = "the resume state" if state_path is None else str(state_path)
+        raise StateError(f"{where} does not fit this export: {exc}") from exc
     newest_seen: dict[FunctionRef, datetime | None] = {}
     last_save = time.monotonic()
 
@@ -558,6 +789,7 @@ def _tally(result: ExportResult, jobs_by_page: FanOut, listings: int) -> None:
 def _persist(writer: Writer, state: ExportState, state_path: Path | None) -> None:
     """Make the output durable, then record the state that covers it."""
     state.length = writer.sync()
+    state.sha256 = writer.checksum()
     if state_path is not None:
         save_state(state_path, state)
 

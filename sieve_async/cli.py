@@ -1,8 +1,9 @@
 """Command line: ``sieve-async export | demo | fake-server``.
 
 Exit codes: 0 everything exported; 1 some listings failed (each is named on stderr, the others
-are in the output) or another API error; 2 a usage error (bad arguments, no API key, a resume
-state written for other arguments); 130 interrupted, after the resume state was saved.
+are in the output) or another API error; 2 a usage error (bad arguments, no API key, another
+export writing the same file, a resume state that is damaged or written for other arguments,
+an output changed since its state was saved); 130 interrupted, after the resume state was saved.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -30,12 +32,15 @@ from ._export import (
     ExportResult,
     ExportState,
     JsonlWriter,
+    OutputLockedError,
     ParquetWriter,
     StateError,
     Writer,
     export,
     load_state,
+    lock_output,
     state_path_for,
+    verify_output,
 )
 from ._models import FunctionRef
 from ._validate import STATUSES
@@ -184,7 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted export of the same arguments into the same file",
+        help=(
+            "continue an interrupted export of the same arguments into the same file (refused "
+            "if the part already written has changed since)"
+        ),
+    )
+    ex.add_argument(
+        "--csv-raw-formulas",
+        action="store_true",
+        help=(
+            "write CSV cells starting with = + - @ tab or CR as they are; by default they get a "
+            "leading ' so that a spreadsheet does not run them as formulas"
+        ),
     )
 
     demo = commands.add_parser(
@@ -391,6 +407,8 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
             ) from None
     if args.resume and path is None:
         raise UsageError("--resume needs an output file: -o FILE")
+    if args.csv_raw_formulas and fmt != "csv":
+        raise UsageError(f"--csv-raw-formulas applies to CSV output only, not {fmt}")
     return path, fmt
 
 
@@ -402,52 +420,89 @@ def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
         "status": args.status,
         "since": None if args.since is None else args.since.isoformat(),
         "format": fmt,
+        "csv_raw_formulas": bool(args.csv_raw_formulas),
     }
 
 
-def _load_resume_state(path: Path, params: dict[str, Any]) -> ExportState | None:
-    state = load_state(state_path_for(path))
-    if state is None:
-        return None
-    if state.params != params:
-        differ = sorted(k for k in {*params, *state.params} if params.get(k) != state.params.get(k))
-        raise StateError(
-            f"{state_path_for(path)} was written for other arguments (different "
-            f"{', '.join(differ)}); repeat the original command, or drop --resume to start over"
-        )
+def _load_resume_state(
+    path: Path, params: dict[str, Any]
+) -> tuple[ExportState, hashlib._Hash] | None:
+    """The state to resume from and the checksum of the output it covers, both checked."""
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise StateError(f"{path} is missing; drop --resume to start over") from None
-    if size < state.length:
-        raise StateError(
-            f"{path} is shorter than its resume state says ({size} < {state.length} bytes); "
-            "drop --resume to start over"
+        state = load_state(state_path_for(path))
+        if state is None:
+            return None
+        if state.params != params:
+            differ = sorted(
+                k for k in {*params, *state.params} if params.get(k) != state.params.get(k)
+            )
+            raise StateError(
+                f"{state_path_for(path)} was written for other arguments (different "
+                f"{', '.join(differ)}); repeat the original command"
+            )
+        return state, verify_output(path, state)
+    except StateError as exc:
+        raise StateError(f"{exc}; drop --resume to start over") from exc
+
+
+def _stream_writer(
+    fmt: str,
+    stream: IO[bytes],
+    *,
+    length: int = 0,
+    owned: bool,
+    durable: bool,
+    checksum: hashlib._Hash | None = None,
+    raw_formulas: bool = False,
+) -> Writer:
+    if fmt == "csv":
+        return CsvWriter(
+            stream,
+            length=length,
+            owned=owned,
+            durable=durable,
+            checksum=checksum,
+            raw_formulas=raw_formulas,
         )
-    return state
+    return JsonlWriter(stream, length=length, owned=owned, durable=durable, checksum=checksum)
 
 
 @contextlib.contextmanager
-def _open_writer(path: Path | None, fmt: str, resume_at: int | None) -> Iterator[Writer]:
-    """A writer for ``fmt`` to ``path`` (stdout if ``None``); continue at ``resume_at`` bytes."""
+def _open_writer(
+    path: Path | None,
+    fmt: str,
+    resume: tuple[ExportState, hashlib._Hash] | None,
+    *,
+    raw_formulas: bool = False,
+) -> Iterator[Writer]:
+    """A writer for ``fmt`` to ``path`` (stdout if ``None``); continue after what ``resume``'s
+    state covers, whose checksum it carries."""
     writer: Writer
     if path is None:
-        stream = sys.stdout.buffer
-        cls = CsvWriter if fmt == "csv" else JsonlWriter
-        writer = cls(stream, owned=False, durable=False)
+        writer = _stream_writer(
+            fmt, sys.stdout.buffer, owned=False, durable=False, raw_formulas=raw_formulas
+        )
     elif fmt == "parquet":
         writer = ParquetWriter(path)
+    elif resume is not None:
+        state, checksum = resume
+        # Lines after the covered length were written after the last state: drop them,
+        # their jobs are read again from the checkpoints.
+        file: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - the writer closes it
+        file.truncate(state.length)
+        file.seek(state.length)
+        writer = _stream_writer(
+            fmt,
+            file,
+            length=state.length,
+            owned=True,
+            durable=True,
+            checksum=checksum,
+            raw_formulas=raw_formulas,
+        )
     else:
-        cls = CsvWriter if fmt == "csv" else JsonlWriter
-        if resume_at is not None:
-            # Lines after the covered length were written after the last state: drop them,
-            # their jobs are read again from the checkpoints.
-            file: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - the writer closes it
-            file.truncate(resume_at)
-            file.seek(resume_at)
-        else:
-            file = open(path, "wb")  # noqa: SIM115 - the writer closes it
-        writer = cls(file, length=resume_at or 0, owned=True, durable=True)
+        file = open(path, "wb")  # noqa: SIM115 - the writer closes it
+        writer = _stream_writer(fmt, file, owned=True, durable=True, raw_formulas=raw_formulas)
     try:
         yield writer
     finally:
@@ -456,8 +511,20 @@ def _open_writer(path: Path | None, fmt: str, resume_at: int | None) -> Iterator
 
 async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
     path, fmt = _check_export_args(args)
+    if path is None:
+        return await _export_to(path, fmt, args, live)
+    # Held from before the state is read until the summary: two exports into one file would
+    # interleave their lines and their states.
+    with lock_output(path):
+        return await _export_to(path, fmt, args, live)
+
+
+async def _export_to(
+    path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
+) -> int:
     params = _params(args, fmt)
-    state = _load_resume_state(path, params) if args.resume and path is not None else None
+    resume = _load_resume_state(path, params) if args.resume and path is not None else None
+    state = None if resume is None else resume[0]
     if args.resume and state is None:
         _error("no resume state beside the output; starting from the beginning")
     async with SieveClient(max_connections=args.concurrency) as sieve:
@@ -468,11 +535,11 @@ async def _export_command(args: argparse.Namespace, live: list[ExportResult]) ->
             async for function in sieve.list_functions():
                 refs.append(function.ref)
             refs = list(dict.fromkeys(refs))
-        resume_at = None if state is None else state.length
         if state is None and path is not None and fmt != "parquet":
             state = ExportState(params=params)
         target = "stdout" if path is None else str(path)
-        with _Progress(sieve, len(refs)) as progress, _open_writer(path, fmt, resume_at) as writer:
+        opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
+        with _Progress(sieve, len(refs)) as progress, opened as writer:
 
             def on_progress(result: ExportResult) -> None:
                 if not live:
@@ -622,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SieveConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
-    except (UsageError, StateError) as exc:
+    except (UsageError, StateError, OutputLockedError) as exc:
         _error(str(exc))
         return EXIT_USAGE
     except SieveError as exc:

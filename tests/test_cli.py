@@ -312,3 +312,110 @@ def test_python_m_runs_the_command() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("sieve-async ")
+
+
+def failed_export_with_state(server: Server, out: Path) -> tuple[list[str], Path]:
+    """An export that leaves its resume state: one listing in full, one unknown function."""
+    args = ["export", server.functions[0], "acme/nope", "-o", str(out)]
+    result = run(*args, env=server.env())
+    assert result.returncode == 1, result.stderr
+    state = out.with_name(out.name + ".state.json")
+    assert state.exists()
+    return args, state
+
+
+def test_second_export_into_the_same_file_exits_2_naming_the_holder(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    """While one export writes a file, another into it exits 2 naming the first's PID; the
+    first finishes with every job once."""
+    out = tmp_path / "jobs.jsonl"
+    lock = tmp_path / "jobs.jsonl.lock"
+    args = [CLI, "export", *slow_server.functions, "--concurrency", "1", "-o", str(out)]
+    with subprocess.Popen(args, env=slow_server.env(), stderr=subprocess.PIPE) as first:
+        try:
+            deadline = time.monotonic() + 30
+            while not (out.exists() and out.stat().st_size > 0):
+                assert first.poll() is None, "the first export ended before the second started"
+                assert time.monotonic() < deadline, "the first export wrote nothing"
+                time.sleep(0.01)
+            second = run(*args[1:], env=slow_server.env())
+            _, stderr = first.communicate(timeout=TIMEOUT)
+        finally:
+            if first.poll() is None:
+                first.kill()
+    assert second.returncode == 2, second.stderr
+    assert f"process {first.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.returncode == 0, stderr
+    ids = [line["id"] for line in read_jsonl(out)]
+    assert len(ids) == len(set(ids)) == 6000
+    assert not lock.exists()
+
+
+def test_resume_refuses_an_output_changed_by_hand(server: Server, tmp_path: Path) -> None:
+    """--resume after the covered part of the file was edited exits 2 and leaves it as it is."""
+    out = tmp_path / "jobs.jsonl"
+    args, _ = failed_export_with_state(server, out)
+    lines = out.read_bytes().splitlines(keepends=True)
+    lines.insert(len(lines) // 2, b'{"id": "added by hand"}\n')
+    edited = b"".join(lines)
+    out.write_bytes(edited)
+
+    result = run(*args, "--resume", env=server.env())
+    assert result.returncode == 2, result.stderr
+    assert str(out) in result.stderr
+    assert "changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert out.read_bytes() == edited
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["not json", "offset is text", "listings is a list", "length is missing", "done is text"],
+)
+def test_damaged_state_exits_2_naming_the_file(server: Server, tmp_path: Path, damage: str) -> None:
+    """A resume state that is not JSON or has keys of the wrong type: exit 2, the file named."""
+    out = tmp_path / "jobs.jsonl"
+    args, state = failed_export_with_state(server, out)
+    doc = json.loads(state.read_bytes())
+    listings = doc["listings"]
+    if damage == "not json":
+        state.write_bytes(state.read_bytes()[:-20])
+    else:
+        if damage == "offset is text":
+            listings[server.functions[0]]["checkpoint"] = {
+                **(listings[server.functions[0]]["checkpoint"] or {}),
+                "version": 1,
+                "listing": f"/v2/functions/{server.functions[0]}/jobs",
+                "offset": "ten",
+            }
+            listings[server.functions[0]]["done"] = False
+        elif damage == "listings is a list":
+            doc["listings"] = list(listings)
+        elif damage == "length is missing":
+            del doc["length"]
+        elif damage == "done is text":
+            listings["acme/nope"]["done"] = "no"
+        state.write_text(json.dumps(doc))
+
+    result = run(*args, "--resume", env=server.env())
+    assert result.returncode == 2, result.stderr
+    assert str(state) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_csv_raw_formulas_is_a_documented_switch(server: Server, tmp_path: Path) -> None:
+    """--csv-raw-formulas is in --help; without formula-like cells it changes nothing."""
+    help_text = run("export", "--help").stdout
+    assert "--csv-raw-formulas" in help_text
+    plain, raw = tmp_path / "plain.csv", tmp_path / "raw.csv"
+    name = server.functions[0]
+    result = run("export", name, "-o", str(plain), env=server.env())
+    assert result.returncode == 0, result.stderr
+    result = run("export", name, "-o", str(raw), "--csv-raw-formulas", env=server.env())
+    assert result.returncode == 0, result.stderr
+    assert raw.read_bytes() == plain.read_bytes()
+    result = run("export", name, "--csv-raw-formulas", env=server.env())
+    assert result.returncode == 2
+    assert "CSV" in result.stderr
