@@ -8,6 +8,7 @@ never travels to another origin), and the cap on how many bytes one response may
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +42,6 @@ logger = logging.getLogger("sieve_async")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _USER_AGENT = "sieve-async/0.1"
 
 
@@ -70,9 +70,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and for an address in 127.0.0.0/8 or ``::1``: a name that merely
+    starts like one (``127.evil.com``) resolves wherever its owner likes."""
     if host is None:
         return False
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool) -> URL:
