@@ -3,8 +3,10 @@ loopback, unusable redirects and Retry-After values, all ending in the SieveErro
 
 from __future__ import annotations
 
+import gzip
 import logging
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +17,7 @@ from aiohttp import web
 from sieve_async import (
     SieveClient,
     SieveConfigError,
+    SieveDecodeError,
     SieveError,
 )
 
@@ -74,6 +77,81 @@ def assert_key_absent(error: BaseException) -> None:
 def client_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """Log records of the client side: the test server's access log quotes what it was sent."""
     return [record for record in caplog.records if record.name != "aiohttp.access"]
+
+
+# -- 1. the byte cap counts decoded bytes ----------------------------------------------------
+
+BOMB_BYTES = 50 << 20
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    """A valid empty JSON array padded with 50 MiB of spaces, gzip- and deflate-encoded."""
+    document = b"[" + b" " * BOMB_BYTES + b"]"
+    return {"gzip": gzip.compress(document, 9), "deflate": zlib.compress(document, 9)}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_compression_bomb_is_capped_by_decoded_size(
+    bombs: dict[str, bytes], encoding: str, framing: str
+) -> None:
+    """A small encoded body inflating to 50 MiB is refused at a 1 MiB cap, with or without
+    Content-Length."""
+    body = bombs[encoding]
+    assert len(body) < (1 << 20) // 4
+
+    async def bomb(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+        if framing == "content-length":
+            return web.Response(body=body, headers=headers)
+        response = web.StreamResponse(headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 4096):
+            await response.write(body[start : start + 4096])
+        await response.write_eof()
+        return response
+
+    async with app_server({JOBS: bomb}) as url:
+        error = await failure(url, max_response_bytes=1 << 20, max_retries=0)
+    assert type(error) is SieveDecodeError
+    assert "max_response_bytes" in str(error)
+
+
+async def test_chunked_body_over_the_cap_is_refused() -> None:
+    """A plain chunked body (no Content-Length) longer than the cap is refused."""
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"[")
+        for _ in range(64):
+            await response.write(b" " * 4096)
+        await response.write(b"]")
+        await response.write_eof()
+        return response
+
+    async with app_server({JOBS: chunked}) as url:
+        error = await failure(url, max_response_bytes=100_000, max_retries=0)
+    assert type(error) is SieveDecodeError
+    assert "max_response_bytes" in str(error)
+
+
+async def test_encoded_body_under_the_cap_is_read() -> None:
+    """A gzip page whose decoded size is under the cap decodes as usual."""
+    page = b'{"data": [{"id": "j1"}], "next_offset": -1}'
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=gzip.compress(page), headers={"Content-Encoding": "gzip"})
+
+    async with (
+        app_server({JOBS: gzipped}) as url,
+        SieveClient(api_key=KEY, base_url=url, max_response_bytes=len(page)) as sieve,
+    ):
+        jobs = await sieve.list_function_jobs("sieve", "a").collect()
+    assert [job.id for job in jobs] == ["j1"]
 
 
 # -- 3. a key with control characters --------------------------------------------------------
