@@ -89,7 +89,8 @@ class SieveClient:
         max_response_bytes: the most bytes one response may take.
 
     Raises:
-        SieveConfigError: no API key anywhere, or a base URL we refuse.
+        SieveConfigError: no API key anywhere, a key with control characters, or a base URL
+            we refuse.
         ValueError: a numeric option out of range.
 
     Use it as ``async with SieveClient() as sieve:``, or call `aclose` when done: closing cancels
@@ -118,6 +119,13 @@ class SieveClient:
                 "no Sieve API key: set the SIEVE_API_KEY environment variable "
                 "(in code, api_key= also works)"
             )
+        key = key.strip()
+        if not key.isprintable():
+            # A line break in a header value would let the key's text write headers of its own.
+            raise SieveConfigError(
+                "the Sieve API key contains a control character (a line break, a tab, or another "
+                "character that cannot go in a header); check SIEVE_API_KEY or the api_key argument"
+            )
         for name, number in (
             ("timeout", timeout),
             ("retry_wait_initial", retry_wait_initial),
@@ -139,7 +147,7 @@ class SieveClient:
             raise ValueError(f"rate_limit must be a positive number or None, got {rate_limit!r}")
         url = base_url or os.environ.get("SIEVE_API_URL") or DEFAULT_BASE_URL
         self._transport = Transport(
-            api_key=key.strip(),
+            api_key=key,
             base_url=check_base_url(url, allow_insecure_http=allow_insecure_http),
             timeout=float(timeout),
             max_retries=max_retries,

@@ -16,8 +16,11 @@ SieveError
 └── SievePaginationError        the server sent a window that would loop or go backwards
 ```
 
-Messages never carry the API key: URLs are kept without query secrets and headers are never
-rendered.
+Messages never carry the API key: URLs are kept without credentials, headers are never rendered,
+and the transport redacts the key from whatever the server sent back (a ``detail``, a body
+excerpt, a redirect target) before it reaches a message, an attribute or a log record. A cause
+from aiohttp or orjson is chained as a copy that keeps only its type and redacted text, since the
+original may hold the request's headers or the whole body.
 """
 
 from __future__ import annotations

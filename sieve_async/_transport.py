@@ -8,16 +8,20 @@ never travels to another origin), and the cap on how many bytes one response may
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import anyio
 import orjson
 import stamina
+from aiohttp.http_exceptions import ContentEncodingError
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
@@ -41,14 +45,18 @@ logger = logging.getLogger("sieve_async")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _USER_AGENT = "sieve-async/0.1"
+_REDACTED = "[redacted]"
+#: How deep a chain of causes is copied before the rest is dropped.
+_MAX_CHAIN = 16
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date.
 
     RFC 9110 §10.2.3; a date in the past means no wait, and an unreadable value means no hint.
+    A date beyond what ``datetime`` holds, or an infinite delay, is no hint either; a date that is
+    merely far off is returned as it is, for the caller to cap.
     """
     if value is None:
         return None
@@ -56,23 +64,33 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not text:
         return None
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        target = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return max(0.0, target - current)
 
 
 def _is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and for an address in 127.0.0.0/8 or ``::1``: a name that merely
+    starts like one (``127.evil.com``) resolves wherever its owner likes."""
     if host is None:
         return False
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool) -> URL:
@@ -92,6 +110,87 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool) -> URL:
     return url
 
 
+class _Redactor:
+    """Replaces the API key with ``[redacted]`` in whatever the server sent back.
+
+    A server may echo the key in an error ``detail``, a body, a header or a redirect target; it
+    is searched for as sent, percent-encoded (a URL) and escaped (the ``repr`` of a body).
+    """
+
+    __slots__ = ("_bytes", "_texts")
+
+    def __init__(self, secret: str) -> None:
+        raw = secret.encode()
+        texts = {secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1]}
+        # Longest first, so a form that contains another is replaced whole.
+        self._texts = sorted(texts, key=len, reverse=True)
+        self._bytes = sorted({raw, quote(secret, safe="").encode()}, key=len, reverse=True)
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` with the key replaced, looking into strings, bytes, lists and dicts."""
+        if isinstance(value, str):
+            for form in self._texts:
+                value = value.replace(form, _REDACTED)
+            return value
+        if isinstance(value, bytes):
+            for raw in self._bytes:
+                value = value.replace(raw, _REDACTED.encode())
+            return value
+        if isinstance(value, list | tuple):
+            return type(value)(self(item) for item in value)
+        if isinstance(value, dict):
+            return {self(k): self(v) for k, v in value.items()}
+        return value
+
+    def scrub(self, error: SieveError, body: bytes | None = None) -> SieveError:
+        """Redact ``error``'s message and attributes in place and detach its causes.
+
+        ``body`` is the response an excerpt in the error was cut from: the excerpt is cut again
+        from the redacted body, so no part of a key at the cut survives.
+        """
+        if body is not None and isinstance(error, SieveDecodeError) and error.body_start:
+            excerpt = self(body)[: len(error.body_start)]
+            error.message = error.message.replace(repr(error.body_start), repr(excerpt))
+            error.body_start = excerpt
+        self._scrub(error, {id(error): error}, _MAX_CHAIN)
+        return error
+
+    def _scrub(self, error: SieveError, copies: dict[int, BaseException], depth: int) -> None:
+        for name, value in vars(error).items():
+            setattr(error, name, self(value))
+        error.args = self(error.args)
+        error.__cause__ = self._detached(error.__cause__, copies, depth - 1)
+        error.__context__ = self._detached(error.__context__, copies, depth - 1)
+
+    def _detached(
+        self, exc: BaseException | None, copies: dict[int, BaseException], depth: int
+    ) -> BaseException | None:
+        # aiohttp's errors may hold the request with its headers, orjson's the whole body: a
+        # cause is chained as a copy that keeps only its type, redacted text and traceback.
+        if exc is None or depth <= 0:
+            return None
+        if isinstance(exc, _ForeignError):
+            return exc  # detached already
+        if isinstance(exc, _Retryable):
+            exc = exc.error
+        if id(exc) in copies:
+            return copies[id(exc)]
+        if isinstance(exc, SieveError):
+            copies[id(exc)] = exc
+            self._scrub(exc, copies, depth)
+            return exc
+        copy = _ForeignError(f"{type(exc).__module__}.{type(exc).__qualname__}: {self(str(exc))}")
+        copies[id(exc)] = copy
+        copy.__cause__ = self._detached(exc.__cause__, copies, depth - 1)
+        copy.__context__ = self._detached(exc.__context__, copies, depth - 1)
+        copy.__suppress_context__ = exc.__suppress_context__
+        return copy.with_traceback(exc.__traceback__)
+
+
+class _ForeignError(Exception):
+    """Stands in a chain of causes for an exception of aiohttp or orjson: its type and text."""
+
+
 class TransportStats:
     """Counters a progress display can read: requests sent, retries made, pages decoded."""
 
@@ -106,12 +205,9 @@ class TransportStats:
 class _Retryable(Exception):
     """Carries a retryable error of ours through stamina, with the wait the server asked for."""
 
-    def __init__(
-        self, error: SieveError, wait: float | None = None, cause: BaseException | None = None
-    ) -> None:
+    def __init__(self, error: SieveError, wait: float | None = None) -> None:
+        # Retry hooks log this text: the error is redacted before it is wrapped.
         super().__init__(str(error))
-        if cause is not None:
-            error.__cause__ = cause
         self.error = error
         self.wait = wait
 
@@ -149,6 +245,7 @@ class Transport:
         max_response_bytes: int,
     ) -> None:
         self._api_key = api_key
+        self._redact = _Redactor(api_key)
         self.base_url = base_url
         self._origin = base_url.origin()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -192,6 +289,8 @@ class Transport:
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
             )
+        elif self._session.closed:
+            raise SieveConfigError("the aiohttp session passed as session= is closed")
         return self._session
 
     async def get(
@@ -204,8 +303,9 @@ class Transport:
     ) -> T:
         """GET ``path`` with ``params`` and return ``decode(status, body)`` of a 2xx answer.
 
-        Retries what is worth retrying; raises the error of our tree otherwise. ``limiter`` is an
-        extra bound (a fan-out's) held for each attempt besides the client-wide one.
+        Retries what is worth retrying; raises the error of our tree otherwise, with the API key
+        redacted from everything the server sent back. ``limiter`` is an extra bound (a
+        fan-out's) held for each attempt besides the client-wide one.
         """
         url = self.url_for(path)
         attempts = 1
@@ -236,12 +336,13 @@ class Transport:
                     return await self._attempt(url, params, decode, limiter)
         except _Retryable as wrapped:
             error = wrapped.error
-            error.attempts = attempts
-            raise error from error.__cause__
-        except SieveError as error:
-            error.attempts = attempts
-            raise
-        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+        except SieveError as raised:
+            error = raised
+        else:  # pragma: no cover
+            raise AssertionError("unreachable: stamina either returns or raises")
+        error.attempts = attempts
+        # Raised outside the handlers, so the retry wrapper is not chained as its context.
+        raise self._redact.scrub(error)
 
     def _backoff_for(self, exc: Exception) -> bool | float:
         if not isinstance(exc, _Retryable):
@@ -249,6 +350,12 @@ class Transport:
         if exc.wait is not None:
             return min(exc.wait, self._retry_after_max)
         return True
+
+    def _retryable(
+        self, error: SieveError, cause: BaseException | None = None, wait: float | None = None
+    ) -> _Retryable:
+        error.__cause__ = cause
+        return _Retryable(self._redact.scrub(error), wait)
 
     async def _attempt(
         self,
@@ -268,9 +375,11 @@ class Transport:
         else:
             status, headers, body, final_url = await self._bounded_send(url, params)
         if status >= 400:
-            error = api_error_for_status(status, _error_detail(body), _safe_url(final_url))
+            error = api_error_for_status(
+                status, _error_detail(self._redact(body)), _safe_url(final_url)
+            )
             if status in RETRY_STATUSES:
-                raise _Retryable(error, parse_retry_after(headers.get("Retry-After")))
+                raise self._retryable(error, wait=parse_retry_after(headers.get("Retry-After")))
             raise error
         if not 200 <= status < 300:
             raise SieveAPIError(
@@ -281,8 +390,10 @@ class Transport:
         try:
             result = decode(status, body)
         except SieveDecodeError as error:
+            # The excerpt is cut again from the redacted body, which only this frame holds.
+            self._redact.scrub(error, body)
             if error.retryable:
-                raise _Retryable(error, cause=error.__cause__) from error
+                raise _Retryable(error) from None
             raise
         self.stats.pages += 1
         return result
@@ -303,6 +414,7 @@ class Transport:
         query: Mapping[str, str] | None = params
         started = time.perf_counter()
         self.stats.requests += 1
+        error: SieveError
         try:
             for _ in range(_MAX_REDIRECTS + 1):
                 async with session.get(
@@ -310,69 +422,94 @@ class Transport:
                     params=query,
                     headers=headers,
                     allow_redirects=False,
+                    # A session of the caller's may raise on error statuses; ours map them.
+                    raise_for_status=False,
                     timeout=self._timeout,
                 ) as response:
-                    location = response.headers.get("Location")
-                    if response.status in _REDIRECT_STATUSES and location:
-                        url, headers = self._follow(url, location, headers)
+                    if response.status in _REDIRECT_STATUSES:
+                        url, headers = self._follow(response, url, headers)
                         query = None
                         continue
                     body = await self._read_body(response, url)
                     if logger.isEnabledFor(logging.DEBUG):
                         logger.debug(
                             "GET %s -> %d, %d bytes in %.1f ms",
-                            _safe_url(response.url),
+                            self._redact(_safe_url(response.url)),
                             response.status,
                             len(body),
                             (time.perf_counter() - started) * 1000,
                         )
                     return response.status, response.headers, body, response.url
+            raise SieveConnectionError(
+                f"GET {_safe_url(url)}: more than {_MAX_REDIRECTS} redirects"
+            )
         except TimeoutError as exc:
-            raise _Retryable(
-                SieveTimeoutError(f"GET {_safe_url(url)} timed out after {self._timeout.total} s"),
-                cause=exc,
-            ) from exc
+            error = SieveTimeoutError(
+                f"GET {_safe_url(url)} timed out after {self._timeout.total} s"
+            )
+            cause: BaseException = exc
         except aiohttp.ClientPayloadError as exc:
-            raise _Retryable(
-                SieveConnectionError(f"GET {_safe_url(url)}: the response body was cut short"),
-                cause=exc,
-            ) from exc
+            if isinstance(exc.__cause__, ContentEncodingError):
+                problem = f"could not be decoded ({exc.__cause__.message})"
+            else:
+                problem = "was cut short"
+            error = SieveConnectionError(f"GET {_safe_url(url)}: the response body {problem}")
+            cause = exc
         except aiohttp.ClientError as exc:
-            raise _Retryable(
-                SieveConnectionError(f"GET {_safe_url(url)} failed: {type(exc).__name__}: {exc}"),
-                cause=exc,
-            ) from exc
-        raise SieveConnectionError(f"GET {_safe_url(url)}: more than {_MAX_REDIRECTS} redirects")
+            error = SieveConnectionError(
+                f"GET {_safe_url(url)} failed: {type(exc).__name__}: {exc}"
+            )
+            cause = exc
+        # Raised outside the handlers, so aiohttp's error (which may hold the request and its
+        # headers) is never chained as it is.
+        raise self._retryable(error, cause)
 
     def _follow(
-        self, url: URL, location: str, headers: dict[str, str]
+        self, response: aiohttp.ClientResponse, url: URL, headers: dict[str, str]
     ) -> tuple[URL, dict[str, str]]:
-        target = url.join(URL(location))
+        location = response.headers.get("Location", "").strip()
+        try:
+            target = url.join(URL(location))
+            origin = target.origin()
+            usable = bool(location) and target.scheme in ("http", "https") and bool(target.host)
+        except ValueError as exc:
+            # yarl refuses a bad address or port, idna a bad host, origin() a non-absolute URL
+            usable, reason = False, f" ({exc})"
+        else:
+            reason = ""
+        if not usable:
+            raise SieveConnectionError(
+                f"HTTP {response.status} from {_safe_url(url)}: cannot follow the redirect to "
+                f"{location!r}{reason}; the server must send an http(s) URL in Location"
+            )
         if target.scheme == "http" and url.scheme == "https":
             raise SieveConnectionError(
                 f"refusing a redirect from https to plain http ({_safe_url(target)})"
             )
-        if target.origin() != self._origin:
+        if origin != self._origin:
             # aiohttp would forward X-API-Key to the new host (it strips only Authorization).
             headers = {k: v for k, v in headers.items() if k.lower() != "x-api-key"}
             logger.warning(
                 "redirected to another origin %s; following without the API key",
-                target.origin(),
+                self._redact(str(origin)),
             )
         return target, headers
 
     async def _read_body(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
         cap = self._max_response_bytes
+        encoded = "Content-Encoding" in response.headers
         length = response.content_length
-        if length is not None and length > cap:
-            raise SieveDecodeError(
-                f"HTTP {response.status} from {_safe_url(url)}: the body announces {length} bytes, "
-                f"more than the {cap}-byte cap (max_response_bytes)",
-                status=response.status,
-            )
-        if length is not None:
+        if length is not None and not encoded:
+            if length > cap:
+                raise SieveDecodeError(
+                    f"HTTP {response.status} from {_safe_url(url)}: the body announces "
+                    f"{length} bytes, more than the {cap}-byte cap (max_response_bytes)",
+                    status=response.status,
+                )
             # aiohttp stops at the announced length, which we have just checked.
             return await response.read()
+        # aiohttp inflates an encoded body as it is read, and a small body can inflate a
+        # thousandfold: the cap counts bytes as they come out, and stops at the first chunk over.
         chunks = []
         total = 0
         async for chunk in response.content.iter_chunked(1 << 16):
