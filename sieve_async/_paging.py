@@ -16,7 +16,6 @@ Nothing here performs I/O or imports aiohttp. `decode_page` turns response bytes
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -100,25 +99,6 @@ def _decode_error(
     )
 
 
-def _loads_without_collecting(body: bytes) -> Any:
-    """``orjson.loads`` with the cyclic garbage collector held off for the call.
-
-    A page of 500 jobs makes thousands of containers, and every few hundred allocations the
-    collector would walk the young ones, all still alive, and promote them to be walked again
-    later: that roughly doubled the cost of decoding a page. Held off, the page is walked once
-    when the next collection comes. ``orjson.loads`` is one C call that keeps the GIL, so no
-    other thread or task runs while the collector is off; a collector the application turned
-    off stays off.
-    """
-    if not gc.isenabled():
-        return orjson.loads(body)
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    finally:
-        gc.enable()
-
-
 def decode_page(body: bytes, status: int = 200) -> RawPage:
     """Decode a listing response in either shape.
 
@@ -126,7 +106,7 @@ def decode_page(body: bytes, status: int = 200) -> RawPage:
         SieveDecodeError: the body is not JSON, or is JSON of neither listing shape.
     """
     try:
-        document = _loads_without_collecting(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
             # orjson refuses some valid JSON the standard library reads, such as a string

@@ -177,3 +177,36 @@ def test_structuring_tolerates_what_the_api_may_send() -> None:
     assert job.outputs == [JobIO(type="str", data="a"), [JobIO(type="int", data=1)]]
     assert job.raw is raw
     assert structure({"id": "j2", "status": "finished"}, Job).status is JobStatus.FINISHED
+
+
+#: Modules whose functions change state shared by the whole process: an application's to use.
+PROCESS_WIDE_MODULES = {"gc", "signal"}
+#: Calls that do the same through modules a library does use.
+PROCESS_WIDE_CALLS = {"addHandler", "basicConfig", "set_event_loop_policy"}
+
+
+def test_the_library_changes_no_process_wide_state() -> None:
+    """Only the command line (an application) imports gc or signal, configures logging handlers
+    or sets the event-loop policy; no library module does."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted(Path(sieve_async.__file__).parent.glob("*.py")):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                modules = []
+            offenders += [
+                f"{path.name}:{node.lineno} imports {module}"
+                for module in modules
+                if module.split(".")[0] in PROCESS_WIDE_MODULES
+            ]
+            if isinstance(node, ast.Attribute) and node.attr in PROCESS_WIDE_CALLS:
+                offenders.append(f"{path.name}:{node.lineno} calls {node.attr}")
+    assert offenders == []
