@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from ._models import Page
-from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
+from ._paging import NOTHING, Accepted, Cursor, RawPage, Window, is_id
 from ._tasks import TaskRegistry, cancel_and_wait
 
 __all__ = [
@@ -63,11 +63,6 @@ def make_checkpoint(
 _CHECKPOINT_FIELDS = ("version", "listing", "offset", "last_id", "recent")
 
 
-def _is_id(value: Any) -> bool:
-    # JSON gives ids as strings or integers; a bool is an int to Python but never an id.
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
 def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, list[Hashable]]:
     """Validate a checkpoint for ``listing``; return its offset, last id and recent ids.
 
@@ -87,7 +82,7 @@ def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, li
     if "version" not in value:
         raise ValueError("checkpoint 'version' is missing: resume= takes a paginator's .checkpoint")
     version = value["version"]
-    if not _is_id(version) or version != CHECKPOINT_VERSION:
+    if type(version) is not int or version != CHECKPOINT_VERSION:
         raise ValueError(
             f"checkpoint 'version' is {version!r}; this version of sieve_async reads "
             f"checkpoints of version {CHECKPOINT_VERSION}"
@@ -106,12 +101,12 @@ def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, li
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError(f"checkpoint 'offset' must be a non-negative integer, got {offset!r}")
     last = value["last_id"]
-    if last is not None and not _is_id(last):
+    if last is not None and not is_id(last):
         raise ValueError(
             f"checkpoint 'last_id' must be a string or an integer (or null), got {last!r}"
         )
     recent = value["recent"]
-    if not isinstance(recent, list) or not all(_is_id(key) for key in recent):
+    if not isinstance(recent, list) or not all(map(is_id, recent)):
         raise ValueError(
             f"checkpoint 'recent' must be a list of ids (strings or integers), got {recent!r}"
         )

@@ -1,17 +1,22 @@
 """Sans-I/O paging core: what a page means and which window to ask for next.
 
 Nothing here performs I/O or imports aiohttp. `decode_page` turns response bytes into a `RawPage`;
-`Cursor` consumes pages and says which `Window` to request next. The rules (see DESIGN.md):
+`Cursor` consumes pages and says which `Window` to request next. The promise: a listing ends
+because the server said it is over, with every item that stayed delivered exactly once, in
+server order, or with `SievePaginationError` saying what the server did. The rules that keep it
+(the `Cursor` docstring states them as invariants; the README's "How exactly-once works" for
+users):
 
-1. Both response shapes. An envelope ``{"data": [...], "next_offset": N}`` ends at ``-1`` (or a
-   missing/null ``next_offset``). A bare array has no end marker: a short page may just be the
-   server's cap, so the listing ends only on a page with nothing new in it.
-2. A ``next_offset`` that does not move past the requested offset raises `SievePaginationError`.
-3. Exactly once under a moving list: every window after the first starts one item early, so pages
-   overlap by one. Finding the last delivered id at the overlap means nothing moved; finding it
-   further in means items were inserted ahead of us (skip through it); not finding it means items
-   were removed ahead of us, so the cursor steps back until a recently delivered id shows up. A
-   bounded set of recent ids guards against repeats, so memory is O(page size).
+1. Windows overlap by one item: the last one delivered anchors the next page. Found further in,
+   items were inserted at the head; missing, items left, and the cursor searches back for a
+   recently delivered one. Only a page placed by its anchor delivers or ends the listing.
+2. An envelope ends where ``next_offset`` is -1, null or absent; any other negative value, or
+   one that does not move past the requested offset, is an error. A bare array has no end
+   marker: it ends at an empty page where the next item would be, or at a page cut short with
+   nothing after the last item delivered.
+3. A progress guard: requests that deliver nothing and get no closer raise after a few.
+4. Ids compare by JSON type and value; a bounded set of recent ids guards against repeats, so
+   memory is O(page size).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "decode_page",
     "function_key",
     "id_key",
+    "is_id",
 ]
 
 Shape = Literal["envelope", "bare"]
@@ -136,17 +142,22 @@ def decode_page(body: bytes, status: int = 200) -> RawPage:
     raise _decode_error("expected a JSON array or an object with a 'data' array", status, body)
 
 
+def is_id(value: Any) -> bool:
+    """An id as JSON gives one: a string or an integer (a bool is an int to Python, never an id)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def id_key(item: Any) -> Hashable:
     """Identity of a job or a function version: its ``id``."""
     try:
-        key = item["id"]
+        key: Hashable = item["id"]
     except (KeyError, TypeError, IndexError):
         raise SieveDecodeError(
             f"a listed item has no 'id': {orjson.dumps(item)[:BODY_EXCERPT]!r}",
             body_start=orjson.dumps(item)[:BODY_EXCERPT],
         ) from None
-    if not isinstance(key, str | int) or isinstance(key, bool):
-        # A bool is an int to Python (True == 1): accepting one would make ids 1 and true equal.
+    if not is_id(key):
+        # Accepting a bool would make ids 1 and true equal (True == 1 to Python).
         raise SieveDecodeError(
             f"a listed item's 'id' is {orjson.dumps(key)[:BODY_EXCERPT].decode()}, "
             "not a string or an integer"
@@ -217,7 +228,7 @@ class Cursor:
     repeat until `done`. `plan(k)` lists up to ``k`` windows that will be asked next if the list
     does not move, for read-ahead.
 
-    The invariants (docs/DESIGN.md, "Paging rules"):
+    The invariants (the README's "How exactly-once works" states them for users):
 
     - ``position`` is where the first undelivered item stood when last seen; ``last_key`` is the
       last item delivered, and every recently delivered key is remembered with its rank.
@@ -226,8 +237,9 @@ class Cursor:
       a placed page that follow its anchor and were never delivered are delivered; then
       ``position`` becomes the end of that page. An unplaced page moves nothing: the cursor
       searches backwards for its anchor.
-    - Only a placed page can end the listing: an envelope whose ``next_offset`` says so, or, for a
-      bare array, an empty page asked for at ``position``.
+    - Only a placed page can end the listing: an envelope whose ``next_offset`` says so; a bare
+      array at an empty page asked for at ``position``, or at a page cut short with nothing
+      after the last delivered item (see `feed`).
     - Every request either delivers, or moves the search back, or anchors on a later delivered
       item than the request before it; a few requests in a row that do none of these raise
       `SievePaginationError`, and so does a crawl whose requests far outnumber its items.
@@ -260,13 +272,13 @@ class Cursor:
         self.requests = 0
         self._key = key
         self._largest_page = 0
-        #: The length of the latest page the server cut short while more followed.
+        #: The shortest page the server answered while more followed: the least its pages hold.
         self._cap: int | None = None
+        #: A bare page's length, which becomes a cap candidate once items follow it.
         self._maybe_cap: int | None = None
         self._after_short_page = False
         #: The last page showed the last delivered item with nothing after it, cut short.
         self._end_in_sight = False
-        self._last_before: Hashable | None = last_key
         #: Ask for the next window at ``position`` itself, without the overlap item: a page that
         #: held only the overlap item may be the end, or a server answering one item per page.
         self._skip_overlap = False
@@ -379,7 +391,7 @@ class Cursor:
         keys = _keys_of(self._key, items)
 
         skipped_overlap = self._skip_overlap
-        self._last_before = self.last_key
+        last_before = self.last_key
         searching = self._search_offset is not None
         self._skip_overlap = False
         expect_anchor = self.last_key is not None and window.offset < self.position
@@ -400,10 +412,7 @@ class Cursor:
                 # on; if no recent one shows up, the progress guard ends this.
                 self.position = window.offset + count
                 self._search_offset = None
-                self._idle += 1
-                self._stalls += 1
-                self._check_progress(window, page)
-                return NOTHING
+                return self._stall(window, page)
             if not self._remembers_all:
                 raise SievePaginationError(
                     f"lost our place in the listing: none of the {len(self._rank)} jobs "
@@ -415,10 +424,7 @@ class Cursor:
         if skipped_overlap and anchor is None and count >= 2 and self.last_key is not None:
             # The probe found items but nothing to place them by: they follow the last item
             # delivered only if the list did not move. The overlapping window checks that.
-            self._idle += 1
-            self._stalls += 1
-            self._check_progress(window, page)
-            return NOTHING
+            return self._stall(window, page)
         self._search_offset = None
         self._search_step = 0
 
@@ -497,29 +503,23 @@ class Cursor:
             ended = not expect_anchor or window.offset == 0
         else:
             # Or at a page with nothing after its anchor that is shorter than asked and than
-            # any page after which more came: not a page the server's cap cut short. The
-            # overlap item alone could also be a server answering one item per page: it ends
-            # the listing only right after a page cut short (the end was in sight), otherwise
-            # the probe at our position tells.
-            # A page found by searching back is not asked for where the end would show.
-            # And only at the last delivered item itself: after an earlier one, it may be
-            # further on, unless the page is shorter than the server's pages ever are.
+            # any page after which more came: not a page the server's cap cut short.
+            at_last = anchor is not None and keys[anchor] == last_before
             ended = (
                 nothing_after
                 and short
-                and anchor is not None
-                and (
-                    keys[anchor] == self._last_before
-                    or (self._cap is not None and count < self._cap)
-                )
+                # Only at the last delivered item itself: after an earlier one, the end may
+                # be further on, unless the page is shorter than the server's pages ever are.
+                and (at_last or (anchor is not None and count < (self._cap or 0)))
                 # A page found by searching back was not asked for where the end shows,
                 # unless it holds the whole list.
                 and (not searching or (window.offset == 0 and count < (self._cap or 0)))
+                # The overlap item alone may be a server answering one item per page: the
+                # end only right after a page cut short, otherwise the probe tells.
                 and (after_short_page or not only_overlap)
             )
             # (A one-item page does not count: that is what a server capping at one answers.)
             self._after_short_page = short and bool(fresh_keys) and count >= 2
-            at_last = anchor is not None and keys[anchor] == self._last_before
             self._end_in_sight = short and at_last and nothing_after and count >= 2
             if fresh_keys and self._maybe_cap is not None:
                 self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
@@ -546,6 +546,13 @@ class Cursor:
         self._anchor_rank = -1
         self._idle += 1
         self._check_requests()
+        return NOTHING
+
+    def _stall(self, window: Window, page: RawPage) -> Accepted:
+        """A request that delivered nothing and got no closer to where we stand."""
+        self._idle += 1
+        self._stalls += 1
+        self._check_progress(window, page)
         return NOTHING
 
     def _check_progress(self, window: Window, page: RawPage) -> None:

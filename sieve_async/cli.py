@@ -446,26 +446,11 @@ def _load_resume_state(
         raise StateError(f"{exc}; drop --resume to start over") from exc
 
 
-def _stream_writer(
-    fmt: str,
-    stream: IO[bytes],
-    *,
-    length: int = 0,
-    owned: bool,
-    durable: bool,
-    checksum: hashlib._Hash | None = None,
-    raw_formulas: bool = False,
-) -> Writer:
+def _stream_writer(fmt: str, stream: IO[bytes], *, raw_formulas: bool, **options: Any) -> Writer:
+    """The JSONL or CSV writer to ``stream``; ``options`` are `JsonlWriter`'s."""
     if fmt == "csv":
-        return CsvWriter(
-            stream,
-            length=length,
-            owned=owned,
-            durable=durable,
-            checksum=checksum,
-            raw_formulas=raw_formulas,
-        )
-    return JsonlWriter(stream, length=length, owned=owned, durable=durable, checksum=checksum)
+        return CsvWriter(stream, raw_formulas=raw_formulas, **options)
+    return JsonlWriter(stream, **options)
 
 
 @contextlib.contextmanager
@@ -706,10 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _error(f"interrupted{done}{resume}")
         return EXIT_INTERRUPTED
-    except SieveConfigError as exc:
-        _error(str(exc))
-        return EXIT_USAGE
-    except (UsageError, StateError, OutputLockedError) as exc:
+    except (SieveConfigError, UsageError, StateError, OutputLockedError) as exc:
         _error(str(exc))
         return EXIT_USAGE
     except SieveError as exc:

@@ -175,26 +175,12 @@ async def test_bare_array_server_ignoring_offset_is_an_error() -> None:
 
 async def test_lone_surrogate_in_a_job_is_read_not_retried() -> None:
     """Valid JSON orjson refuses (a lone surrogate escape) is read by the standard library."""
-    body = b'{"data": [{"id": "a", "error": "\\ud800"}, {"id": "b"}], "next_offset": -1}'
-
-    async def jobs(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/v2/functions/{owner}/{name}/jobs", jobs)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with SieveClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as sieve:
-            jobs_read = await sieve.list_function_jobs("o", "f").collect()
-            assert [job.id for job in jobs_read] == ["a", "b"]
-            assert jobs_read[0].raw["error"] == "\ud800"
-            assert sieve.stats.retries == 0
-    finally:
-        await runner.cleanup()
+    listing = [{"id": "a", "error": "\ud800"}, {"id": "b"}]
+    async with hostile(lambda o, lim, n: (listing[o:], -1)) as (sieve, _):
+        jobs_read = await sieve.list_function_jobs("o", "f").collect()
+        assert [job.id for job in jobs_read] == ["a", "b"]
+        assert jobs_read[0].raw["error"] == "\ud800"
+        assert sieve.stats.retries == 0
 
 
 async def test_read_ahead_against_a_capped_server_sends_few_extra_requests() -> None:
