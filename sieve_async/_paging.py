@@ -12,8 +12,8 @@ users):
    recently delivered one. Only a page placed by its anchor delivers or ends the listing.
 2. An envelope ends where ``next_offset`` is -1, null or absent; any other negative value, or
    one that does not move past the requested offset, is an error. A bare array has no end
-   marker: it ends at an empty page where the next item would be, or at a page cut short with
-   nothing after the last item delivered.
+   marker: it ends at an empty page where the next item would be, or at a page shorter than
+   asked that ends at a delivered item and could not have been cut short by the server's cap.
 3. A progress guard: requests that deliver nothing and get no closer raise after a few.
 4. Ids compare by JSON type and value; a bounded set of recent ids guards against repeats, so
    memory is O(page size).
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 import attrs
 import orjson
@@ -58,8 +58,6 @@ _DEFAULT_STEP_BASIS = 100
 _MIN_RECENT = 1024
 #: Requests in a row that deliver nothing and anchor no later than before, before giving up.
 _MAX_STALLS = 8
-#: Times a listing may start over at the head after every recent id left it.
-_MAX_RESTARTS = 2
 #: Requests in a row that deliver nothing at all, before giving up (plus two per recent id:
 #: searching back for a place and walking forward from it again are bounded by those).
 _MAX_IDLE = 16
@@ -238,8 +236,15 @@ class Cursor:
       ``position`` becomes the end of that page. An unplaced page moves nothing: the cursor
       searches backwards for its anchor.
     - Only a placed page can end the listing: an envelope whose ``next_offset`` says so; a bare
-      array at an empty page asked for at ``position``, or at a page cut short with nothing
-      after the last delivered item (see `feed`).
+      array at an empty page asked for at ``position``, or at a page shorter than asked that
+      ends at a delivered item and cannot have been cut by the server's cap: one item from a
+      server that has sent longer pages, or a page ending at the item last seen just before
+      ``position`` and asked for at most half its length before it (items that landed at the
+      head since moved that item less than half a page: the documented rate). Asked for
+      further back, the same end seen twice in a row settles it.
+    - A page without a recently delivered item, asked for before ``position``, means items
+      left: the cursor steps back by 1, 2, 4... items until one shows up. At the head without
+      one, it scans forward; having seen the whole list without one, it raises.
     - Every request either delivers, or moves the search back, or anchors on a later delivered
       item than the request before it; a few requests in a row that do none of these raise
       `SievePaginationError`, and so does a crawl whose requests far outnumber its items.
@@ -276,9 +281,6 @@ class Cursor:
         self._cap: int | None = None
         #: A bare page's length, which becomes a cap candidate once items follow it.
         self._maybe_cap: int | None = None
-        self._after_short_page = False
-        #: The last page showed the last delivered item with nothing after it, cut short.
-        self._end_in_sight = False
         #: Ask for the next window at ``position`` itself, without the overlap item: a page that
         #: held only the overlap item may be the end, or a server answering one item per page.
         self._skip_overlap = False
@@ -289,15 +291,19 @@ class Cursor:
         self._idle = 0
         self._stalls = 0
         self._anchor_rank = -1
-        self._restarts = 0
+        #: The item last seen just before ``position``, if delivered: where the next overlapping
+        #: window should show it first.
+        self._tail_key: Hashable | None = last_key
+        #: The item the last page ended at when it may have been the end, to confirm it by.
+        self._end_seen_at: Hashable | None = None
+        #: Scanning forward for a recently delivered item (none was found at the head).
+        self._scan = False
         # Recently accepted keys with their rank (order of delivery), a page's list at a time so
         # that forgetting them is done page by page.
         self._recent_pages: deque[list[Hashable]] = deque()
         self._recent_count = 0
         self._rank: dict[Hashable, int] = {}
         self._ranks_given = 0
-        # While nothing was ever forgotten (and we did not resume), every delivered key is known.
-        self._remembers_all = last_key is None
         self._remember_page([k for k in dict.fromkeys([*recent, last_key]) if k is not None])
 
     # -- what to ask -------------------------------------------------------------------------
@@ -312,6 +318,7 @@ class Cursor:
             and position > 0
             and not self._single_item_pages
             and not self._skip_overlap
+            and not self._scan
         )
 
     def _window_at(self, position: int, accepted: int, has_last: bool) -> Window:
@@ -345,7 +352,7 @@ class Cursor:
         if first is None:
             return []
         windows = [first]
-        if self._search_offset is not None or self._skip_overlap:
+        if self._search_offset is not None or self._skip_overlap or self._scan:
             return windows
         full = first.limit or self._largest_page
         if self._cap is not None:
@@ -391,36 +398,26 @@ class Cursor:
         keys = _keys_of(self._key, items)
 
         skipped_overlap = self._skip_overlap
-        last_before = self.last_key
-        searching = self._search_offset is not None
+        # How far before the item last seen just before our position this window starts.
+        behind = self.position - 1 - window.offset
         self._skip_overlap = False
         expect_anchor = self.last_key is not None and window.offset < self.position
         anchor = self._find_anchor(keys)
         if anchor is None and expect_anchor and (count or window.offset):
-            if not count and page.shape == BARE and self._end_in_sight and not searching:
-                # The page before showed the last delivered item with nothing after it, and
-                # now nothing is left past where it stood: the end, reached as items left.
-                self.done = True
-                return NOTHING
             if window.offset > 0:
-                return self._search_back(window, count)
-            whole_list = page.is_end if page.shape == ENVELOPE else count < (window.limit or 0)
-            if not whole_list and not self._remembers_all:
-                # A full first page without a recently delivered item: either they all left,
-                # or so many items landed at the head that the last delivered one is further
-                # on; and what is here may have been delivered before the recent ones. Walk
-                # on; if no recent one shows up, the progress guard ends this.
-                self.position = window.offset + count
-                self._search_offset = None
-                return self._stall(window, page)
-            if not self._remembers_all:
-                raise SievePaginationError(
-                    f"lost our place in the listing: none of the {len(self._rank)} jobs "
-                    "delivered last is in it any more, so what it holds now cannot be told "
-                    "apart from what was delivered before; resume from an earlier checkpoint"
-                )
-            # Nothing here was ever delivered (every delivered item is remembered): start over
-            # from the head, at most a few times.
+                return self._search_back(window)
+            # At the head without a recently delivered item: they all left, or so many items
+            # landed at the head that the last delivered one is further on. Scan forward for
+            # one, delivering nothing.
+            self._scan = True
+            self._search_offset = None
+        if self._scan:
+            if anchor is None:
+                if self._shows_the_end(window, page):
+                    self._lose_place()
+                return self._scan_on(window, page)
+            # Found one: this page is placed by it.
+            self._scan = False
         if skipped_overlap and anchor is None and count >= 2 and self.last_key is not None:
             # The probe found items but nothing to place them by: they follow the last item
             # delivered only if the list did not move. The overlapping window checks that.
@@ -461,21 +458,7 @@ class Cursor:
             self.last_key = fresh_keys[-1]
             self.accepted += len(fresh_keys)
             self._anchor_rank = rank[self.last_key]
-            if anchor is None and expect_anchor:
-                # Started over at the head: these items landed there during the crawl. That
-                # is no progress through the listing; done again and again, it would follow
-                # a list that grows at its head faster than it is read for ever.
-                self._restarts += 1
-                if self._restarts > _MAX_RESTARTS:
-                    raise SievePaginationError(
-                        f"lost our place in the listing {self._restarts} times: every job "
-                        "delivered lately left it, and the ones at its head landed there while "
-                        "it was read; jobs come and go faster than pages are read"
-                    )
-                self._idle += 1
-                self._stalls += 1
-            else:
-                self._idle = self._stalls = 0
+            self._idle = self._stalls = 0
         elif anchor_rank > self._anchor_rank:
             # Nothing new, but anchored on a later delivered item than before: getting closer.
             self._anchor_rank = anchor_rank
@@ -484,46 +467,47 @@ class Cursor:
             self._idle += 1
             self._stalls += 1
 
-        nothing_after = anchor == count - 1 if anchor is not None else count == 0
         # Without a limit the server's default page length is unknown: the longest page seen.
-        asked = window.limit or self._largest_page
-        short = count < asked and (self._cap is None or count < self._cap)
-        # Only the overlap item came back: the end, or a server answering one item per page.
-        only_overlap = count == 1 and anchor == 0 and expect_anchor
-        after_short_page, self._after_short_page = self._after_short_page, False
-        # Whether to ask next at our position without the overlap item, to see what is there.
-        probe = only_overlap
+        asked = window.limit or max(self._largest_page, 2)
         if page.shape == ENVELOPE:
             ended = page.is_end
-            if short and not ended and count >= 2:
+            # Only the overlap item came back while more follows: a server answering one item
+            # per page. Ask next at our position, without the overlap item.
+            probe = count == 1 and anchor == 0 and expect_anchor
+            if not ended and 2 <= count < min(asked, self._cap or asked):
                 self._cap = count
-        elif count == 0:
-            # A bare array ends at an empty page asked for at our position (or at the very
-            # start, when everything left the listing).
-            ended = not expect_anchor or window.offset == 0
         else:
-            # Or at a page with nothing after its anchor that is shorter than asked and than
-            # any page after which more came: not a page the server's cap cut short.
-            at_last = anchor is not None and keys[anchor] == last_before
-            ended = (
-                nothing_after
-                and short
-                # Only at the last delivered item itself: after an earlier one, the end may
-                # be further on, unless the page is shorter than the server's pages ever are.
-                and (at_last or (anchor is not None and count < (self._cap or 0)))
-                # A page found by searching back was not asked for where the end shows,
-                # unless it holds the whole list.
-                and (not searching or (window.offset == 0 and count < (self._cap or 0)))
-                # The overlap item alone may be a server answering one item per page: the
-                # end only right after a page cut short, otherwise the probe tells.
-                and (after_short_page or not only_overlap)
-            )
-            # (A one-item page does not count: that is what a server capping at one answers.)
-            self._after_short_page = short and bool(fresh_keys) and count >= 2
-            self._end_in_sight = short and at_last and nothing_after and count >= 2
+            # A bare array has no end marker. It ends at an empty page asked for at our
+            # position, or at the head (everything left); or at a page shorter than asked that
+            # ends at an item already delivered, when that page cannot have been cut short by
+            # the server's cap:
+            # - a page of one item, from a server that has sent longer pages;
+            # - a page ending at the item last seen just before our position, asked for at
+            #   most half its length before that place. That item moved on only by the jobs
+            #   that landed at the head since, fewer than half of any page the server sends
+            #   (the documented rate), so a page the cap cut would show what follows it.
+            ended = count == 0 and (not expect_anchor or window.offset == 0)
+            probe = False
+            end_seen_at, self._end_seen_at = self._end_seen_at, None
+            at_delivered = anchor is not None and anchor == count - 1
+            # Shorter than asked, and than the shortest page after which more came.
+            short = count < asked and (self._cap is None or count < self._cap)
+            if not ended and at_delivered and short:
+                if count == 1:
+                    # Unless the server has sent longer pages, this may be one that answers
+                    # one item per page: the next window, at our position, tells.
+                    ended = self._largest_page >= 2
+                    probe = not ended and expect_anchor
+                elif keys[-1] == self._tail_key and behind >= 0:
+                    # Asked for further back, a cut page cannot be told from the end by one
+                    # look; the same end seen again in a row settles it.
+                    ended = 2 * behind < count or end_seen_at == keys[-1]
+                    self._end_seen_at = keys[-1]
             if fresh_keys and self._maybe_cap is not None:
                 self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
             self._maybe_cap = count if fresh_keys and count >= 2 else None
+        last = keys[-1] if keys else None
+        self._tail_key = last if last in self._rank else None
         if ended or (self.max_items is not None and self.accepted >= self.max_items):
             self.done = True
             return accepted
@@ -534,15 +518,40 @@ class Cursor:
         self._check_progress(window, page)
         return accepted
 
-    def _search_back(self, window: Window, count: int) -> Accepted:
+    def _shows_the_end(self, window: Window, page: RawPage) -> bool:
+        """The page reaches the end of the list: the envelope says so, or a bare page came
+        back shorter than asked."""
+        if page.shape == ENVELOPE:
+            return page.is_end
+        return len(page.items) < (window.limit or self._largest_page)
+
+    def _scan_on(self, window: Window, page: RawPage) -> Accepted:
+        """Step over a page with no recently delivered item, delivering nothing from it."""
+        self.position = window.offset + len(page.items)
+        self._idle += 1
+        self._check_progress(window, page)
+        return NOTHING
+
+    def _lose_place(self) -> NoReturn:
+        """The whole listing was seen without one of the recently delivered items: they all
+        left it. Where the undelivered items stand among the ones now listed cannot be told,
+        and starting over would deliver earlier items again."""
+        raise SievePaginationError(
+            f"lost our place in the listing: none of the {len(self._rank)} jobs delivered last "
+            "is in it any more (they all left it while it was read), so what it holds now "
+            "cannot be placed after them; list it again from the start"
+        )
+
+    def _search_back(self, window: Window) -> Accepted:
         """The page holds none of the recently delivered items: items before ``position`` left
-        the listing, so the anchor now stands earlier. Step back, overlapping the page just
-        seen; after an empty page (the list shrank past it) step back by one, then twice as
-        far each time, since a few items leaving is the likely cause."""
-        step = max(1, count - 1) if count else max(1, 2 * self._search_step)
+        the listing, so the anchor now stands earlier: by as many items as left, usually a few.
+        Step back by one item, then twice as far as the step before each time: a few items
+        leaving are found in a request or two, a list shrinking as fast as the search steps is
+        still caught up with, and a step too far only costs walking forward again over
+        delivered items."""
+        step = max(1, 2 * self._search_step)
         self._search_step = step
         self._search_offset = max(0, window.offset - step)
-        self._after_short_page = self._end_in_sight = False
         self._anchor_rank = -1
         self._idle += 1
         self._check_requests()
@@ -613,7 +622,6 @@ class Cursor:
             rank = self._rank
             for key in oldest:
                 del rank[key]
-            self._remembers_all = False
 
     def recent_keys(self, count: int) -> list[Hashable]:
         """The last ``count`` accepted keys, oldest first (for checkpoints)."""
