@@ -487,6 +487,9 @@ class Cursor:
             #   that landed at the head since, fewer than half of any page the server sends
             #   (the documented rate), so a page the cap cut would show what follows it.
             ended = count == 0 and (not expect_anchor or window.offset == 0)
+            # A probe at our position that shows only items already delivered (jobs landing at
+            # the head pushed them there) finds nothing after them either.
+            ended = ended or (skipped_overlap and anchor is not None and not fresh_keys)
             probe = False
             end_seen_at, self._end_seen_at = self._end_seen_at, None
             at_delivered = anchor is not None and anchor == count - 1
