@@ -64,7 +64,14 @@ def walk(cursor: Cursor, listing: MemoryListing, bound: int) -> list[Any]:
     delivered = []
     while (window := cursor.next_window()) is not None:
         assert listing.requests < bound, "the walk must end within its request bound"
-        delivered += [item["id"] for item in cursor.feed(window, listing.serve(window)).items]
+        accepted = cursor.feed(window, listing.serve(window))
+        if not listing.insert_per_page and not listing.remove_per_page:
+            # On a still list, the resume position after an item is its index plus one.
+            ids = [item["id"] for item in accepted.items]
+            assert list(accepted.positions) == [ids_index + 1 for ids_index in ids]
+            assert accepted.keys == ids
+        delivered += [item["id"] for item in accepted.items]
+    assert cursor.requests == listing.requests
     return delivered
 
 
@@ -200,18 +207,32 @@ def test_decode_both_shapes_and_end_markers() -> None:
     assert decode_page(b'{"data": [], "next_offset": null}').is_end
     assert decode_page(b'{"data": []}').is_end
     assert decode_page(b'{"data": [{"id": 1}], "next_offset": 5}').next_offset == 5
+    assert decode_page(b'{"data": [{"id": 1}], "next_offset": 0}') == RawPage(
+        [{"id": 1}], ENVELOPE, 0
+    )
+    assert decode_page(b'{"data": [{"id": 1}]}') == RawPage([{"id": 1}], ENVELOPE, None)
     assert not decode_page(b"[]").is_end
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b"<html>", b'{"data": 3}', b'{"items": []}', b'"text"', b'{"data": [], "next_offset": "x"}'],
+    ("body", "problem", "retryable"),
+    [
+        (b"<html>", "the body is not valid JSON", True),
+        (b'{"data": 3}', "expected a JSON array or an object with a 'data' array", False),
+        (b'{"items": []}', "expected a JSON array or an object with a 'data' array", False),
+        (b'"text"', "expected a JSON array or an object with a 'data' array", False),
+        (b'{"data": [], "next_offset": "x"}', "'next_offset' is 'x', not an integer", False),
+    ],
 )
-def test_decode_rejects_other_bodies(body: bytes) -> None:
-    """Anything but the two listing shapes is a SieveDecodeError quoting the body."""
+def test_decode_rejects_other_bodies(body: bytes, problem: str, retryable: bool) -> None:
+    """Anything but the two listing shapes is a SieveDecodeError naming the status and the
+    problem and quoting the body; only a body that is not JSON is worth another attempt."""
     with pytest.raises(SieveDecodeError) as caught:
-        decode_page(body, 200)
+        decode_page(body, 203)
     assert caught.value.body_start == body[:200]
+    assert caught.value.status == 203
+    assert caught.value.retryable is retryable
+    assert str(caught.value).startswith(f"HTTP 203: {problem}")
 
 
 def test_next_offset_going_backwards_raises() -> None:
@@ -263,3 +284,34 @@ def test_decoding_leaves_the_garbage_collector_as_it_found_it(
             gc.enable()
         else:
             gc.disable()
+
+
+def test_max_items_holds_when_the_server_sends_more_than_asked() -> None:
+    """A server ignoring ``limit`` cannot push a listing past ``max_items``, page after page."""
+    cursor = Cursor(page_size=3, max_items=5)
+    everything = [{"id": i} for i in range(10)]
+    delivered = []
+    while (window := cursor.next_window()) is not None:
+        page = RawPage(everything[window.offset :], ENVELOPE, None)
+        delivered += [item["id"] for item in cursor.feed(window, page).items]
+        if len(delivered) == 3:
+            # Hand the second page an id twice, so that it takes the de-duplicating path.
+            everything.insert(4, {"id": 4})
+    assert delivered == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("shape", [ENVELOPE, BARE])
+def test_progress_guard_gives_up_after_its_documented_count(shape: str) -> None:
+    """The same page at every offset: the first request delivers, eight more that bring
+    nothing are borne, and the ninth raises (ten requests in all)."""
+    page = [{"id": i} for i in range(10)]
+    cursor = Cursor(page_size=10)
+
+    def serve_same_page_forever() -> None:
+        while (window := cursor.next_window()) is not None:
+            next_offset = window.offset + 10 if shape == ENVELOPE else None
+            cursor.feed(window, RawPage(list(page), shape, next_offset))
+
+    with pytest.raises(SievePaginationError, match="9 requests in a row brought no new item"):
+        serve_same_page_forever()
+    assert cursor.requests == 10

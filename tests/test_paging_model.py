@@ -12,6 +12,7 @@ checkpoint half way) and, for a smaller sample, over HTTP through FakeSieve.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ from sieve_async._tasks import TaskRegistry
 from sieve_async.testing import FakeSieve, Mutations
 
 DEFAULT_LIMIT = 50
+#: Scenarios per run against the cursor (a fifth of it against the paginator); a mutation-testing
+#: run may lower it through the environment to keep each mutant's run short.
+CURSOR_EXAMPLES = int(os.environ.get("SIEVE_MODEL_EXAMPLES", "1500"))
 
 
 @dataclass
@@ -151,7 +155,7 @@ def request_bound(scenario: Scenario) -> int:
     return bound if scenario.within_documented_rate else 10 * bound
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=CURSOR_EXAMPLES, deadline=None)
 @given(scenario=scenarios())
 def test_cursor_over_a_moving_list_keeps_the_promise(scenario: Scenario) -> None:
     """The sans-I/O cursor: complete and exactly once, or SievePaginationError; never a loop."""
@@ -193,7 +197,7 @@ def paginator_for(
     return paginator, tasks
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=CURSOR_EXAMPLES // 5, deadline=None)
 @given(
     scenario=scenarios(200),
     read_ahead=st.integers(0, 4),
