@@ -13,6 +13,7 @@ from ._client import DEFAULT_BASE_URL, SieveClient
 from ._exceptions import (
     SieveAPIError,
     SieveAuthenticationError,
+    SieveClosedError,
     SieveConfigError,
     SieveConnectionError,
     SieveDecodeError,
@@ -46,6 +47,7 @@ __all__ = [
     "SieveAPIError",
     "SieveAuthenticationError",
     "SieveClient",
+    "SieveClosedError",
     "SieveConfigError",
     "SieveConnectionError",
     "SieveDecodeError",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Hashable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -16,9 +15,10 @@ from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
+from ._options import JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
-from ._tasks import TaskRegistry
+from ._tasks import AsyncClosable, TaskRegistry
 from ._transport import Transport, TransportStats, check_base_url
 from ._validate import check_name, check_non_negative, check_positive, check_status
 
@@ -70,7 +70,7 @@ def _check_fan_out_resume(
     return checked
 
 
-class SieveClient:
+class SieveClient(AsyncClosable):
     """An async client for the Sieve API's listings.
 
     Args:
@@ -180,17 +180,6 @@ class SieveClient:
         """Counters of requests sent, retries made and pages decoded by this client."""
         return self._transport.stats
 
-    async def __aenter__(self) -> SieveClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Stop everything this client runs, then close its session (unless it was passed in)."""
         with anyio.CancelScope(shield=True):
@@ -202,158 +191,60 @@ class SieveClient:
     # -- listings ----------------------------------------------------------------------------
 
     def list_function_jobs(
-        self,
-        owner: str,
-        function: str,
-        *,
-        status: JobStatus | str | None = None,
-        page_size: int | None = None,
-        offset: int = 0,
-        max_items: int | None = None,
-        read_ahead: int = 0,
-        resume: Checkpoint | None = None,
+        self, owner: str, function: str, **options: Unpack[JobListingOptions]
     ) -> AsyncPaginator[Job]:
         """Jobs of one function, newest first (``GET /v2/functions/{owner}/{function}/jobs``).
 
         Args:
             owner: the function's owner (organisation) name.
             function: the function's name.
-            status: only jobs in this status (``queued``, ``processing``, ``error``,
-                ``finished``, ``cancelled``).
-            page_size: the ``limit`` to ask for; the server may cap it lower.
-            offset: skip this many jobs first.
-            max_items: stop after this many jobs.
-            read_ahead: fetch up to this many further pages while the current one is consumed.
-            resume: a ``checkpoint`` of an earlier paginator over the same listing.
+            **options: ``status``, ``page_size``, ``offset``, ``max_items``, ``read_ahead``,
+                ``resume`` (see `JobListingOptions`).
 
         Raises:
             ValueError: an argument is out of range, a name is blank, ``.`` or ``..`` or holds
                 ``/``, or ``resume`` is not a checkpoint of this listing (the message names the
                 field at fault); raised here, before any request.
+            TypeError: an option this method does not take.
         """
         path = _function_path(FunctionRef.parse((owner, function)), "jobs")
-        return self._paginate(
-            path,
-            Job,
-            id_key,
-            status=check_status(status),
-            page_size=page_size,
-            offset=offset,
-            max_items=max_items,
-            read_ahead=read_ahead,
-            resume=resume,
-        )
+        return self._listing(path, Job, options, "list_function_jobs")
 
-    def list_jobs(
-        self,
-        *,
-        status: JobStatus | str | None = None,
-        page_size: int | None = None,
-        offset: int = 0,
-        max_items: int | None = None,
-        read_ahead: int = 0,
-        resume: Checkpoint | None = None,
-    ) -> AsyncPaginator[Job]:
+    def list_jobs(self, **options: Unpack[JobListingOptions]) -> AsyncPaginator[Job]:
         """Every job of the organisation, newest first (``GET /v2/jobs``).
 
-        Takes the keyword options of `list_function_jobs`.
+        Takes the options of `list_function_jobs`.
         """
-        return self._paginate(
-            "/v2/jobs",
-            Job,
-            id_key,
-            status=check_status(status),
-            page_size=page_size,
-            offset=offset,
-            max_items=max_items,
-            read_ahead=read_ahead,
-            resume=resume,
-        )
+        return self._listing("/v2/jobs", Job, options, "list_jobs")
 
-    def list_functions(
-        self,
-        *,
-        page_size: int | None = None,
-        offset: int = 0,
-        max_items: int | None = None,
-        read_ahead: int = 0,
-        resume: Checkpoint | None = None,
-    ) -> AsyncPaginator[Function]:
+    def list_functions(self, **options: Unpack[ListingOptions]) -> AsyncPaginator[Function]:
         """The functions visible to this key (``GET /v2/functions``).
 
-        Takes the keyword options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``.
         """
-        return self._paginate(
-            "/v2/functions",
-            Function,
-            function_key,
-            status=None,
-            page_size=page_size,
-            offset=offset,
-            max_items=max_items,
-            read_ahead=read_ahead,
-            resume=resume,
-        )
+        return self._listing("/v2/functions", Function, options, "list_functions")
 
     def list_function_versions(
-        self,
-        owner: str,
-        function: str,
-        *,
-        page_size: int | None = None,
-        offset: int = 0,
-        max_items: int | None = None,
-        read_ahead: int = 0,
-        resume: Checkpoint | None = None,
+        self, owner: str, function: str, **options: Unpack[ListingOptions]
     ) -> AsyncPaginator[FunctionVersion]:
         """The versions of one function (``GET /v2/functions/{owner}/{function}/versions``).
 
-        Takes the keyword options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``.
         """
         path = _function_path(FunctionRef.parse((owner, function)), "versions")
-        return self._paginate(
-            path,
-            FunctionVersion,
-            id_key,
-            status=None,
-            page_size=page_size,
-            offset=offset,
-            max_items=max_items,
-            read_ahead=read_ahead,
-            resume=resume,
-        )
+        return self._listing(path, FunctionVersion, options, "list_function_versions")
 
     def list_version_jobs(
-        self,
-        owner: str,
-        function: str,
-        version: str,
-        *,
-        status: JobStatus | str | None = None,
-        page_size: int | None = None,
-        offset: int = 0,
-        max_items: int | None = None,
-        read_ahead: int = 0,
-        resume: Checkpoint | None = None,
+        self, owner: str, function: str, version: str, **options: Unpack[JobListingOptions]
     ) -> AsyncPaginator[Job]:
         """Jobs of one version of a function, newest first.
 
         ``GET /v2/functions/{owner}/{function}/versions/{version}/jobs``; ``version`` is an id,
-        an id prefix or ``latest``. Takes the keyword options of `list_function_jobs`.
+        an id prefix or ``latest``. Takes the options of `list_function_jobs`.
         """
         ref = FunctionRef.parse((owner, function))
         path = _function_path(ref, "versions", check_name(version, "version"), "jobs")
-        return self._paginate(
-            path,
-            Job,
-            id_key,
-            status=check_status(status),
-            page_size=page_size,
-            offset=offset,
-            max_items=max_items,
-            read_ahead=read_ahead,
-            resume=resume,
-        )
+        return self._listing(path, Job, options, "list_version_jobs")
 
     def list_jobs_for_functions(
         self,
@@ -402,18 +293,9 @@ class SieveClient:
         def listing(
             ref: FunctionRef, limiter: anyio.CapacityLimiter, checkpoint: Checkpoint | None
         ) -> AsyncPaginator[Job]:
+            options = PagingOptions(status=checked_status, page_size=page_size, resume=checkpoint)
             return self._paginate(
-                _function_path(ref, "jobs"),
-                Job,
-                id_key,
-                status=checked_status,
-                page_size=page_size,
-                offset=0,
-                max_items=None,
-                read_ahead=0,
-                resume=checkpoint,
-                limiter=limiter,
-                track=False,
+                _function_path(ref, "jobs"), Job, options, limiter=limiter, track=False
             )
 
         fan_out = FanOut(
@@ -429,37 +311,31 @@ class SieveClient:
         self._open.add(fan_out)
         return fan_out
 
+    def _listing(
+        self, path: str, cls: type[T], options: Mapping[str, Any], method: str
+    ) -> AsyncPaginator[T]:
+        checked = PagingOptions.check(options, method=method, jobs=cls is Job)
+        return self._paginate(path, cls, checked)
+
     def _paginate(
         self,
         path: str,
         cls: type[T],
-        key: Any,
+        options: PagingOptions,
         *,
-        status: str | None,
-        page_size: int | None,
-        offset: int,
-        max_items: int | None,
-        read_ahead: int,
-        resume: Checkpoint | None,
         limiter: anyio.CapacityLimiter | None = None,
         track: bool = True,
     ) -> AsyncPaginator[T]:
-        check_positive(page_size, "page_size")
-        check_non_negative(offset, "offset")
-        check_non_negative(max_items, "max_items", allow_none=True)
-        check_non_negative(read_ahead, "read_ahead")
+        status = options.status
         listing = listing_id(path, status)
-        last: Hashable | None = None
-        recent: list[Hashable] = []
-        if resume is not None:
-            if offset:
-                raise ValueError("pass either offset= or resume=, not both")
-            offset, last, recent = parse_checkpoint(resume, listing)
+        offset, last, recent = options.offset, None, list[Hashable]()
+        if options.resume is not None:
+            offset, last, recent = parse_checkpoint(options.resume, listing)
         cursor = Cursor(
-            page_size=page_size,
+            page_size=options.page_size,
             offset=offset,
-            max_items=max_items,
-            key=key,
+            max_items=options.max_items,
+            key=function_key if cls is Function else id_key,
             last_key=last,
             recent=recent,
         )
@@ -477,9 +353,9 @@ class SieveClient:
             fetch=fetch,
             structure=structure_fn(cls),
             cursor=cursor,
-            read_ahead=read_ahead,
+            read_ahead=options.read_ahead,
             tasks=self._tasks,
         )
-        if track and read_ahead:
+        if track and options.read_ahead:
             self._open.add(paginator)
         return paginator

@@ -3,6 +3,7 @@
 ```
 SieveError
 ├── SieveConfigError            bad configuration, found before any request (missing key, bad URL)
+├── SieveClosedError            the client was used after it was closed
 ├── SieveAPIError               the server answered with an error status
 │   ├── SieveAuthenticationError    401
 │   ├── SievePermissionError        403
@@ -27,23 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "SieveAPIError",
-    "SieveAuthenticationError",
-    "SieveConfigError",
-    "SieveConnectionError",
-    "SieveDecodeError",
-    "SieveError",
-    "SieveInvalidRequestError",
-    "SieveNotFoundError",
-    "SievePaginationError",
-    "SievePermissionError",
-    "SieveRateLimitError",
-    "SieveServerError",
-    "SieveTimeoutError",
-    "api_error_for_status",
-]
-
 
 class SieveError(Exception):
     """Base class of every error raised by sieve_async."""
@@ -62,6 +46,10 @@ class SieveError(Exception):
 
 class SieveConfigError(SieveError):
     """The client is misconfigured: no API key, or a base URL we refuse to use."""
+
+
+class SieveClosedError(SieveError):
+    """The client was used after `SieveClient.aclose` (or after its ``async with`` block ended)."""
 
 
 class SieveAPIError(SieveError):

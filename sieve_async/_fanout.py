@@ -14,8 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from types import TracebackType
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, Self
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -23,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._exceptions import SieveError
 from ._models import FunctionRef, Job
 from ._paginator import AsyncPaginator, Checkpoint, delivered_through, make_checkpoint
-from ._tasks import TaskRegistry, cancel_and_wait
+from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
 
@@ -48,7 +47,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group  # pragma: no cover - an exception group is never empty
 
 
-class FanOut:
+class FanOut(AsyncClosable):
     """``(ref, job)`` pairs from many job listings, interleaved as they arrive.
 
     Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for`` (or `pages`
@@ -103,8 +102,14 @@ class FanOut:
     def _start(self) -> MemoryObjectReceiveStream[Batch]:
         if self._receive is None:
             send, receive = anyio.create_memory_object_stream[Batch](self._buffer_size)
+            try:
+                self._runner = self._tasks.spawn(self._run(send))
+            except BaseException:
+                # A closed client spawns nothing; the streams must not outlive the refusal.
+                send.close()
+                receive.close()
+                raise
             self._send, self._receive = send, receive
-            self._runner = self._tasks.spawn(self._run(send))
         return self._receive
 
     def __aiter__(self) -> FanOut:
@@ -227,17 +232,9 @@ class FanOut:
             raise error
         raise StopAsyncIteration
 
-    async def __aenter__(self) -> FanOut:
+    async def __aenter__(self) -> Self:
         self._start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop every listing at once and wait until nothing is left running. Idempotent."""

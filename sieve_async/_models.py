@@ -20,17 +20,6 @@ import attrs
 
 from ._validate import check_name
 
-__all__ = [
-    "Function",
-    "FunctionRef",
-    "FunctionVersion",
-    "Job",
-    "JobIO",
-    "JobStatus",
-    "Page",
-    "Restart",
-]
-
 T = TypeVar("T")
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import anyio
 
 from ._models import Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window, is_id
-from ._tasks import TaskRegistry, cancel_and_wait
+from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
 
 __all__ = [
     "AsyncPaginator",
@@ -113,7 +112,7 @@ def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, li
     return offset, last, list(recent)
 
 
-class AsyncPaginator(Generic[T]):
+class AsyncPaginator(AsyncClosable, Generic[T]):
     """Every item of one listing, fetched page by page; see the ``list_*`` methods of the client.
 
     Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them.
@@ -204,17 +203,6 @@ class AsyncPaginator(Generic[T]):
         # Shielded: closing often happens while the caller itself is being cancelled.
         with anyio.CancelScope(shield=True):
             await self._cancel_inflight()
-
-    async def __aenter__(self) -> AsyncPaginator[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals ---------------------------------------------------------------------------
 

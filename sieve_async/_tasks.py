@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from ._exceptions import SieveConfigError
+from ._exceptions import SieveClosedError
 
 __all__ = ["TaskRegistry", "cancel_and_wait"]
 
@@ -42,7 +42,7 @@ class TaskRegistry:
         """Start ``coro`` as a task this registry will cancel on `aclose`."""
         if self.closed:
             coro.close()
-            raise SieveConfigError("the client is closed; create a new SieveClient")
+            raise SieveClosedError("the client is closed; create a new SieveClient")
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -60,3 +60,16 @@ class TaskRegistry:
         while pending := [task for task in self._tasks if not task.done()]:
             await cancel_and_wait(pending)
         self._tasks.clear()
+
+
+class AsyncClosable:
+    """``async with x:`` closes ``x`` on the way out, whatever happened inside."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

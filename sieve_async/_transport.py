@@ -27,6 +27,7 @@ from yarl import URL
 
 from ._exceptions import (
     SieveAPIError,
+    SieveClosedError,
     SieveConfigError,
     SieveConnectionError,
     SieveDecodeError,
@@ -281,7 +282,7 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise SieveConfigError("the client is closed")
+            raise SieveClosedError("the client is closed; create a new SieveClient")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
             self._session = aiohttp.ClientSession(

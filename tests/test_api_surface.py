@@ -29,6 +29,7 @@ EXPORTED = {
     "SieveAPIError",
     "SieveAuthenticationError",
     "SieveClient",
+    "SieveClosedError",
     "SieveConfigError",
     "SieveConnectionError",
     "SieveDecodeError",

@@ -11,6 +11,7 @@ from sieve_async import (
     SieveAPIError,
     SieveAuthenticationError,
     SieveClient,
+    SieveClosedError,
     SieveConfigError,
     SieveConnectionError,
     SieveDecodeError,
@@ -212,3 +213,27 @@ async def test_key_never_in_messages_reprs_or_logs(
     seen += [record.getMessage() for record in caplog.records]
     for text in seen:
         assert DEFAULT_API_KEY not in text
+
+
+async def test_use_after_close_is_a_closed_error_naming_the_remedy() -> None:
+    """A paginator, a read-ahead paginator and a fan-out of a closed client each refuse with
+    SieveClosedError (not SieveConfigError) and send nothing."""
+    async with FakeSieve() as fake:
+        sieve = SieveClient(api_key=fake.api_key, base_url=fake.url)
+        async with sieve:
+            assert len(await sieve.list_jobs(max_items=3).collect()) == 3
+        sent = len(fake.requests)
+        for use in (
+            sieve.list_jobs().collect(),
+            sieve.list_jobs(read_ahead=2).collect(),
+            _drain(sieve.list_jobs_for_functions(["sieve/retalker"])),
+        ):
+            with pytest.raises(SieveClosedError, match="client is closed; create a new"):
+                await use
+        assert not isinstance(SieveClosedError("x"), SieveConfigError)
+        assert len(fake.requests) == sent
+
+
+async def _drain(fan_out: Any) -> list[Any]:
+    async with fan_out:
+        return [item async for item in fan_out]

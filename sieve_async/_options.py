@@ -1,0 +1,79 @@
+"""The keyword options every ``list_*`` method takes, checked in one place before any request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import attrs
+
+from ._models import JobStatus
+from ._paginator import Checkpoint
+from ._validate import check_non_negative, check_positive, check_status
+
+
+class ListingOptions(TypedDict, total=False):
+    """The keyword options of every ``list_*`` method.
+
+    Keys:
+        page_size: the ``limit`` to ask for; the server may cap it lower.
+        offset: skip this many items first.
+        max_items: stop after this many items.
+        read_ahead: fetch up to this many further pages while the current one is consumed.
+        resume: a ``checkpoint`` of an earlier paginator over the same listing.
+    """
+
+    page_size: int | None
+    offset: int
+    max_items: int | None
+    read_ahead: int
+    resume: Checkpoint | None
+
+
+class JobListingOptions(ListingOptions, total=False):
+    """The options of the job listings: those of `ListingOptions`, and ``status``.
+
+    Keys:
+        status: only jobs in this status (``queued``, ``processing``, ``error``, ``finished``,
+            ``cancelled``).
+    """
+
+    status: JobStatus | str | None
+
+
+_NAMES = frozenset(JobListingOptions.__annotations__) | frozenset(ListingOptions.__annotations__)
+
+
+@attrs.frozen(kw_only=True)
+class PagingOptions:
+    """`ListingOptions` once checked: what one paginator is built from."""
+
+    status: str | None = None
+    page_size: int | None = None
+    offset: int = 0
+    max_items: int | None = None
+    read_ahead: int = 0
+    resume: Checkpoint | None = None
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any], *, method: str, jobs: bool) -> PagingOptions:
+        """Check the options passed to ``method``; ``jobs`` says whether it takes ``status``.
+
+        Raises:
+            TypeError: an option this method does not take, as Python says of any call.
+            ValueError: an option out of range, naming it.
+        """
+        for name in options:
+            if name not in _NAMES or (name == "status" and not jobs):
+                raise TypeError(f"{method}() got an unexpected keyword argument {name!r}")
+        checked = cls(
+            status=check_status(options.get("status")),
+            page_size=check_positive(options.get("page_size"), "page_size"),
+            offset=check_non_negative(options.get("offset", 0), "offset") or 0,
+            max_items=check_non_negative(options.get("max_items"), "max_items", allow_none=True),
+            read_ahead=check_non_negative(options.get("read_ahead", 0), "read_ahead") or 0,
+            resume=options.get("resume"),
+        )
+        if checked.resume is not None and checked.offset:
+            raise ValueError("pass either offset= or resume=, not both")
+        return checked
