@@ -29,19 +29,15 @@ from types import NoneType, UnionType
 from typing import Any, Final, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
-import orjson
 from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._exceptions import SieveDecodeError
+from ._exceptions import SieveDecodeError, excerpt
 from ._models import Function, FunctionVersion, Job, JobIO, JobStatus
 
 __all__ = ["LAZY_CLASSES", "converter", "structure", "structure_eager", "structure_fn"]
 
 T = TypeVar("T")
-
-#: How many bytes of a malformed item an error message quotes.
-_EXCERPT = 200
 
 # detailed_validation=False: about a quarter faster, and failures are rewrapped below anyway.
 converter = Converter(detailed_validation=False)
@@ -103,13 +99,6 @@ converter.register_structure_hook_factory(_is_optional, _optional_hook)
 converter.register_structure_hook(datetime, _structure_datetime)
 converter.register_structure_hook(JobStatus | str | None, _structure_status)
 converter.register_structure_hook(JobIO | list[JobIO], _structure_output)
-
-
-def _excerpt(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value, default=repr)[:_EXCERPT]
-    except TypeError:
-        return repr(value).encode()[:_EXCERPT]
 
 
 #: The listing item classes typed lazily, with the keys that identify an item (attrs fields
@@ -183,15 +172,15 @@ class _LazyField:
         return SieveDecodeError(
             f"could not read field {self._name!r} of {self._cls.__name__} "
             f"{_identity(self._cls, raw)!r} from {value!r}: {exc!r}",
-            body_start=_excerpt(value),
+            body_start=excerpt(value),
         )
 
 
 def _malformed(cls: type[Any], value: Any) -> SieveDecodeError:
     keys = " and ".join(repr(key) for key in LAZY_CLASSES[cls])
     return SieveDecodeError(
-        f"a listed {cls.__name__} is not a JSON object with {keys}: {_excerpt(value)!r}",
-        body_start=_excerpt(value),
+        f"a listed {cls.__name__} is not a JSON object with {keys}: {excerpt(value)!r}",
+        body_start=excerpt(value),
     )
 
 
@@ -310,5 +299,5 @@ def _structure_error(value: Any, cls: type[Any], exc: Exception) -> SieveDecodeE
     where = f" (id {ident!r})" if ident else ""
     return SieveDecodeError(
         f"could not read a {cls.__name__}{where} from the response: {exc!r}",
-        body_start=_excerpt(value),
+        body_start=excerpt(value),
     )

@@ -26,7 +26,20 @@ original may hold the request's headers or the whole body.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+
+import orjson
+
+#: How many bytes of a body, or of a malformed item, an error message quotes.
+EXCERPT_BYTES: Final = 200
+
+
+def excerpt(value: Any) -> bytes:
+    """The first bytes of ``value`` as JSON (of its ``repr`` where it is not JSON), to quote."""
+    try:
+        return orjson.dumps(value, default=repr)[:EXCERPT_BYTES]
+    except TypeError:
+        return repr(value).encode()[:EXCERPT_BYTES]
 
 
 class SieveError(Exception):

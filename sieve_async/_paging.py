@@ -29,7 +29,7 @@ from typing import Any, Final, Literal, NoReturn
 import attrs
 import orjson
 
-from ._exceptions import SieveDecodeError, SievePaginationError
+from ._exceptions import EXCERPT_BYTES, SieveDecodeError, SievePaginationError, excerpt
 
 __all__ = [
     "BARE",
@@ -50,8 +50,6 @@ Shape = Literal["envelope", "bare"]
 ENVELOPE: Final = "envelope"
 BARE: Final = "bare"
 
-#: How many bytes of an undecodable body an error message quotes.
-BODY_EXCERPT = 200
 #: Page length assumed for step sizes before the server has shown us one.
 _DEFAULT_STEP_BASIS = 100
 #: Recently delivered ids kept for re-anchoring: a few pages' worth, never fewer than this.
@@ -94,7 +92,7 @@ class RawPage:
 def _decode_error(
     problem: str, status: int, body: bytes, *, retryable: bool = False
 ) -> SieveDecodeError:
-    excerpt = body[:BODY_EXCERPT]
+    excerpt = body[:EXCERPT_BYTES]
     return SieveDecodeError(
         f"HTTP {status}: {problem}; the body starts with {excerpt!r}",
         status=status,
@@ -151,13 +149,13 @@ def id_key(item: Any) -> Hashable:
         key: Hashable = item["id"]
     except (KeyError, TypeError, IndexError):
         raise SieveDecodeError(
-            f"a listed item has no 'id': {orjson.dumps(item)[:BODY_EXCERPT]!r}",
-            body_start=orjson.dumps(item)[:BODY_EXCERPT],
+            f"a listed item has no 'id': {excerpt(item)!r}",
+            body_start=excerpt(item),
         ) from None
     if not is_id(key):
         # Accepting a bool would make ids 1 and true equal (True == 1 to Python).
         raise SieveDecodeError(
-            f"a listed item's 'id' is {orjson.dumps(key)[:BODY_EXCERPT].decode()}, "
+            f"a listed item's 'id' is {excerpt(key).decode()}, "
             "not a string or an integer"
         )
     return key
@@ -186,7 +184,7 @@ def function_key(item: Any) -> Hashable:
         return f"{item['owner_name']}/{item['name']}"
     except (KeyError, TypeError, IndexError):
         raise SieveDecodeError(
-            f"a listed function lacks 'owner_name' or 'name': {orjson.dumps(item)[:BODY_EXCERPT]!r}"
+            f"a listed function lacks 'owner_name' or 'name': {excerpt(item)!r}"
         ) from None
 
 

@@ -26,6 +26,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from ._exceptions import (
+    EXCERPT_BYTES,
     SieveAPIError,
     SieveClosedError,
     SieveConfigError,
@@ -35,7 +36,6 @@ from ._exceptions import (
     SieveTimeoutError,
     api_error_for_status,
 )
-from ._paging import BODY_EXCERPT
 
 __all__ = ["RETRY_STATUSES", "Transport", "TransportStats", "parse_retry_after"]
 
@@ -558,7 +558,7 @@ def _error_detail(body: bytes) -> Any:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body[:BODY_EXCERPT].decode("utf-8", "replace").strip()
+        text = body[:EXCERPT_BYTES].decode("utf-8", "replace").strip()
         return text or None
     if isinstance(document, dict) and "detail" in document:
         return document["detail"]

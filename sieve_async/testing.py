@@ -29,6 +29,8 @@ import attrs
 import orjson
 from aiohttp import web
 
+from ._paging import Shape
+
 __all__ = [
     "DEFAULT_API_KEY",
     "FAULT_KINDS",
@@ -59,9 +61,6 @@ TRANSIENT_FAULTS: Final = (
 #: retry cures (a 403, a body of the wrong shape, a ``next_offset`` that does not advance).
 FAULT_KINDS: Final = (*TRANSIENT_FAULTS, "403", "wrong_shape", "stuck")
 _EPOCH: Final = datetime(2025, 6, 1, tzinfo=UTC)
-
-Shape = Literal["envelope", "bare"]
-
 
 @attrs.frozen
 class Faults:
