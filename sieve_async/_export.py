@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol
+from typing import IO, Any, Final, Literal, Protocol, cast
 
 import attrs
 import orjson
@@ -333,7 +333,7 @@ class OutputLockedError(Exception):
 class ListingState:
     """How far one listing got: its paginator checkpoint and whether it is finished."""
 
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: Checkpoint | None = None
     done: bool = False
     #: The listing was found not to be newest-first, so ``since`` filters instead of stopping.
     unordered: bool = False
@@ -413,7 +413,7 @@ class ExportState:
                 except ValueError as exc:
                     raise StateError(f"the resume state is damaged: {where}: {exc}") from exc
             listings[name] = ListingState(
-                checkpoint=checkpoint,
+                checkpoint=cast(Checkpoint | None, checkpoint),  # checked just above
                 done=_field(value.get("done"), f"{where}.done", bool, "true or false"),
                 unordered=_field(
                     value.get("unordered"), f"{where}.unordered", bool, "true or false"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 import anyio
 
@@ -24,7 +24,21 @@ __all__ = [
 
 T = TypeVar("T")
 
-Checkpoint = dict[str, Any]
+
+
+class Checkpoint(TypedDict):
+    """Where a listing stands: resume it after ``last_id``, found at or after ``offset``.
+
+    JSON-serialisable as it is; `parse_checkpoint` checks one field by field.
+    """
+
+    version: int
+    listing: str
+    offset: int
+    last_id: str | int | None
+    recent: list[str | int]
+
+
 CHECKPOINT_VERSION = 1
 #: Recently delivered ids a checkpoint carries, so a resumed cursor can re-anchor even when the
 #: very last delivered job has since left the listing.
@@ -49,12 +63,13 @@ def make_checkpoint(
     listing: str, position: int, last: Hashable | None, recent: list[Hashable]
 ) -> Checkpoint:
     """A JSON-serialisable checkpoint: resume ``listing`` after ``last``, at ``position``."""
+    # Keys come from `is_id`-checked ids (str or int); Hashable is the paging core's wider type.
     return {
         "version": CHECKPOINT_VERSION,
         "listing": listing,
         "offset": position,
-        "last_id": last,
-        "recent": [k for k in recent if k != last],
+        "last_id": cast(str | int | None, last),
+        "recent": [cast(str | int, k) for k in recent if k != last],
     }
 
 
