@@ -4,20 +4,10 @@ Built once at import. Hooks: naive ISO timestamps become timezone-aware UTC date
 status the API has not documented stays a string, ``Job.outputs`` items may be an output or a
 list of outputs, and fields the models do not know are ignored (cattrs' default).
 
-Listing items (`Job`, `FunctionVersion`, `Function`) are typed on first access. Structuring a
-whole job costs several times more than decoding its JSON, and most consumers read a few fields
-of each job, so a listed item starts as its ``raw`` dict alone and each field is structured,
-through this converter's hook for that field's type, when it is first read, then kept. The values
-a user reads are the ones the eager path (`structure_eager`) gives; the test suite checks that
-equivalence property-wise.
-
-How: those classes are attrs classes without slots; after this module is imported, each field
-but ``raw`` is a non-data descriptor on the class (`_LazyField`). Python looks in the instance
-``__dict__`` before it calls a non-data descriptor, so a field that is set — by attrs'
-``__init__``, or by the descriptor's first run — reads at plain attribute speed, and an unset one
-costs a single call. (With slots, every read would go through a Python-level descriptor and the
-first read of each field would raise and catch an ``AttributeError`` inside it, which measured
-about twice as slow for a consumer reading ``id`` and ``status``.)
+Listing items (`Job`, `FunctionVersion`, `Function`) are typed on first read (see
+`sieve_async._lazy`): `structure_fn` makes one from its raw dict, checking only its identity,
+and this module hands the lazy fields its hooks. `structure_eager` is cattrs' generated
+function for the whole item, the reference the lazy path is tested against.
 """
 
 from __future__ import annotations
@@ -33,9 +23,10 @@ from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, override
 
 from ._exceptions import SieveDecodeError, excerpt
-from ._models import Function, FunctionVersion, Job, JobIO, JobStatus
+from ._lazy import IDENTITY, use_hooks
+from ._models import JobIO, JobStatus
 
-__all__ = ["LAZY_CLASSES", "converter", "structure", "structure_eager", "structure_fn"]
+__all__ = ["converter", "structure", "structure_eager", "structure_fn"]
 
 T = TypeVar("T")
 
@@ -101,83 +92,8 @@ converter.register_structure_hook(JobStatus | str | None, _structure_status)
 converter.register_structure_hook(JobIO | list[JobIO], _structure_output)
 
 
-#: The listing item classes typed lazily, with the keys that identify an item (attrs fields
-#: without a default, so an item lacking one is refused when it arrives, not when it is read).
-LAZY_CLASSES: Final[dict[type[Any], tuple[str, ...]]] = {
-    Job: ("id",),
-    FunctionVersion: ("id",),
-    Function: ("owner_name", "name"),
-}
-
-
-def _identity(cls: type[Any], raw: dict[str, Any]) -> str:
-    return "/".join(str(raw.get(key)) for key in LAZY_CLASSES[cls])
-
-
-class _LazyField:
-    """One field of a lazily typed class: structured from ``raw`` on first read, then kept.
-
-    A non-data descriptor, so once the instance ``__dict__`` holds the field, Python never calls
-    it again. Two threads reading the same unset field may both structure it; either result is
-    kept and both are equal.
-    """
-
-    __slots__ = ("_cls", "_default", "_factory", "_hook", "_name", "_type")
-
-    def __init__(self, cls: type[Any], field: attrs.Attribute[Any]) -> None:
-        self._cls = cls
-        self._name = field.name
-        self._type = field.type
-        self._hook: Callable[[Any, Any], Any] | None = None
-        default: Any = field.default
-        self._factory: Callable[[], Any] | None = None
-        self._default = default
-        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            self._factory = default.factory
-        elif default is attrs.NOTHING:
-            self._factory = self._missing
-
-    def __repr__(self) -> str:
-        return f"<lazy field {self._cls.__name__}.{self._name}: {self._type}>"
-
-    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
-        if instance is None:
-            return self
-        fields = instance.__dict__
-        raw = fields["raw"]
-        name = self._name
-        if name in raw:
-            # Resolved at first use rather than at import, so hooks registered later count.
-            hook = self._hook or self._resolve()
-            try:
-                value = hook(raw[name], self._type)
-            except Exception as exc:
-                raise self._error(raw, exc) from exc
-        elif self._factory is not None:
-            value = self._factory()
-        else:
-            value = self._default
-        fields[name] = value
-        return value
-
-    def _resolve(self) -> Callable[[Any, Any], Any]:
-        self._hook = converter.get_structure_hook(self._type)
-        return self._hook
-
-    def _missing(self) -> Any:
-        raise SieveDecodeError(f"a {self._cls.__name__} lacks its required field {self._name!r}")
-
-    def _error(self, raw: dict[str, Any], exc: Exception) -> SieveDecodeError:
-        value = raw.get(self._name)
-        return SieveDecodeError(
-            f"could not read field {self._name!r} of {self._cls.__name__} "
-            f"{_identity(self._cls, raw)!r} from {value!r}: {exc!r}",
-            body_start=excerpt(value),
-        )
-
-
 def _malformed(cls: type[Any], value: Any) -> SieveDecodeError:
-    keys = " and ".join(repr(key) for key in LAZY_CLASSES[cls])
+    keys = " and ".join(repr(key) for key in IDENTITY[cls])
     return SieveDecodeError(
         f"a listed {cls.__name__} is not a JSON object with {keys}: {excerpt(value)!r}",
         body_start=excerpt(value),
@@ -186,7 +102,7 @@ def _malformed(cls: type[Any], value: Any) -> SieveDecodeError:
 
 def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
     """A function making a lazily typed ``cls`` from a raw dict, checking only its identity."""
-    required = LAZY_CLASSES[cls]
+    required = IDENTITY[cls]
     required_set = frozenset(required)
     new = object.__new__
 
@@ -244,14 +160,8 @@ def _eager_constructor(cls: type[T]) -> Callable[[Any], T]:
 _LAZY: dict[type[Any], Callable[[Any], Any]] = {}
 _EAGER: dict[type[Any], Callable[[Any], Any]] = {}
 
-for _cls in LAZY_CLASSES:
-    if attrs.has(_cls) and "__slots__" in _cls.__dict__:  # pragma: no cover - a model mistake
-        raise TypeError(f"{_cls.__name__} must be an attrs class without slots to type lazily")
-    # The models use postponed annotations; the hooks are looked up by the real types.
-    attrs.resolve_types(_cls)
-    for _field in attrs.fields(_cls):
-        if _field.name != "raw":
-            setattr(_cls, _field.name, _LazyField(_cls, _field))
+use_hooks(converter.get_structure_hook)
+for _cls in IDENTITY:
     _LAZY[_cls] = _lazy_constructor(_cls)
     _EAGER[_cls] = _eager_constructor(_cls)
     converter.register_structure_hook(_cls, lambda value, cls: _LAZY[cls](value))

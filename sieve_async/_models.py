@@ -5,9 +5,10 @@ Field lists follow the schemas of the Sieve OpenAPI document (``Job``, ``InputOu
 identity is optional, because the API omits fields ("Omitted if truncate enabled") and adds new
 ones; `sieve_async._convert` ignores fields it does not know.
 
-The listing items (`Job`, `FunctionVersion`, `Function`) are attrs classes without slots:
-`sieve_async._convert` types their fields on first access from ``raw`` and keeps each result in
-the instance ``__dict__`` (see that module for why).
+The listing items (`Job`, `FunctionVersion`, `Function`) are marked `typed_on_first_read`: each
+starts as its ``raw`` dict, and every other field is a descriptor that structures it from
+``raw`` when first read and keeps the result in the instance ``__dict__`` (see
+`sieve_async._lazy` for why and how).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._lazy import typed_on_first_read
 from ._validate import check_name
 
 T = TypeVar("T")
@@ -88,6 +90,7 @@ class Restart:
     run_id: str | None = None
 
 
+@typed_on_first_read("id")
 @attrs.frozen(kw_only=True, slots=False)
 class Job:
     """A job of a Sieve function.
@@ -115,6 +118,7 @@ class Job:
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
+@typed_on_first_read("id")
 @attrs.frozen(kw_only=True, slots=False)
 class FunctionVersion:
     """A deployed version of a function (``Version`` in the OpenAPI document)."""
@@ -141,6 +145,7 @@ class FunctionVersion:
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
+@typed_on_first_read("owner_name", "name")
 @attrs.frozen(kw_only=True, slots=False)
 class Function:
     """A Sieve function (``FunctionApp``); most fields are absent when the API truncates."""
