@@ -8,18 +8,19 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final, Literal, TypeVar, Unpack
 from urllib.parse import quote
 
-import aiohttp
 import anyio
 
 from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
+from ._http import ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._options import JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
+from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
-from ._transport import Transport, TransportStats, check_base_url
+from ._transport import Transport, TransportStats
 from ._validate import check_name, check_non_negative, check_positive, check_status
 
 __all__ = ["DEFAULT_BASE_URL", "SieveClient"]
@@ -106,7 +107,7 @@ class SieveClient(AsyncClosable):
         max_retries: int = 5,
         max_connections: int = 16,
         rate_limit: float | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: ClientSession | None = None,
         allow_insecure_http: bool = False,
         retry_wait_initial: float = 0.5,
         retry_wait_max: float = 30.0,
@@ -291,16 +292,15 @@ class SieveClient(AsyncClosable):
         resumed = _check_fan_out_resume(resume, ids)
 
         def listing(
-            ref: FunctionRef, limiter: anyio.CapacityLimiter, checkpoint: Checkpoint | None
+            ref: FunctionRef, sender: Sender, checkpoint: Checkpoint | None
         ) -> AsyncPaginator[Job]:
             options = PagingOptions(status=checked_status, page_size=page_size, resume=checkpoint)
-            return self._paginate(
-                _function_path(ref, "jobs"), Job, options, limiter=limiter, track=False
-            )
+            return self._paginate(_function_path(ref, "jobs"), Job, options, via=sender)
 
         fan_out = FanOut(
             refs=list(refs),
             listing=listing,
+            sender=self._transport.sender,
             concurrency=concurrency,
             on_error=on_error,
             buffer_size=buffer,
@@ -323,8 +323,7 @@ class SieveClient(AsyncClosable):
         cls: type[T],
         options: PagingOptions,
         *,
-        limiter: anyio.CapacityLimiter | None = None,
-        track: bool = True,
+        via: Sender | None = None,
     ) -> AsyncPaginator[T]:
         status = options.status
         listing = listing_id(path, status)
@@ -346,7 +345,7 @@ class SieveClient(AsyncClosable):
             params = {**base_params, "offset": str(window.offset)}
             if window.limit is not None:
                 params["limit"] = str(window.limit)
-            return await transport.get(path, params, _decode, limiter=limiter)
+            return await transport.get(path, params, _decode, via=via)
 
         paginator = AsyncPaginator(
             listing=listing,
@@ -356,6 +355,6 @@ class SieveClient(AsyncClosable):
             read_ahead=options.read_ahead,
             tasks=self._tasks,
         )
-        if track and options.read_ahead:
+        if via is None and options.read_ahead:
             self._open.add(paginator)
         return paginator

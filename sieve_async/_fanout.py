@@ -20,18 +20,17 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import SieveError
+from ._http import Request, Response, Sender
 from ._models import FunctionRef, Job
 from ._paginator import AsyncPaginator, Checkpoint, delivered_through, make_checkpoint
-from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
+from ._tasks import AsyncClosable, Held, TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
 
 logger = logging.getLogger("sieve_async")
 
 OnError = Literal["raise", "continue"]
-ListingFactory = Callable[
-    [FunctionRef, anyio.CapacityLimiter, Checkpoint | None], AsyncPaginator[Job]
-]
+ListingFactory = Callable[[FunctionRef, Sender, Checkpoint | None], AsyncPaginator[Job]]
 #: A page on its way to the consumer: whose, the jobs, their ids and resume positions. A batch
 #: with no jobs says the listing has ended.
 Batch = tuple[FunctionRef, list[Job], list[Hashable], Sequence[int]]
@@ -61,6 +60,7 @@ class FanOut(AsyncClosable):
         *,
         refs: Sequence[FunctionRef],
         listing: ListingFactory,
+        sender: Sender,
         concurrency: int,
         on_error: OnError,
         buffer_size: int,
@@ -76,6 +76,7 @@ class FanOut(AsyncClosable):
         #: Listings read to their end; some of their jobs may not be handed out yet (see `done`).
         self.completed: list[FunctionRef] = []
         self._listing = listing
+        self._sender = sender
         self._buffer_size = buffer_size
         self._tasks = tasks
         self._send: MemoryObjectSendStream[Batch] | None = None
@@ -248,7 +249,7 @@ class FanOut(AsyncClosable):
                     stream.close()
 
     async def _run(self, send: MemoryObjectSendStream[Batch]) -> None:
-        requests = anyio.CapacityLimiter(self.concurrency)
+        requests = _Slots(self._sender, anyio.CapacityLimiter(self.concurrency))
         # Two open listings per request slot: a listing's pages are sequential, so while one
         # listing decodes and hands over its page, another has its next request ready for the
         # freed slot. More would only hold more pages in memory (measured: 2 is the best).
@@ -267,7 +268,7 @@ class FanOut(AsyncClosable):
         self,
         ref: FunctionRef,
         send: MemoryObjectSendStream[Batch],
-        requests: anyio.CapacityLimiter,
+        requests: Sender,
         open_listings: anyio.Semaphore,
     ) -> None:
         async with open_listings:
@@ -300,3 +301,26 @@ class _FanOutPages:
 
     async def __anext__(self) -> tuple[FunctionRef, list[Job]]:
         return await self._fan_out._next_page()
+
+
+class _Slots:
+    """The fan-out's `Sender`: ``concurrency`` requests in flight for the whole call.
+
+    A slot is held per attempt, not across a retry's wait. When another listing waits for the
+    slot just freed, this one yields once before it decodes its page, so the waiting request is
+    sent first and the slot idles for one step rather than for a decode.
+    """
+
+    __slots__ = ("_inner", "_limiter")
+
+    def __init__(self, inner: Sender, limiter: anyio.CapacityLimiter) -> None:
+        self._inner = inner
+        self._limiter = limiter
+
+    async def send(self, request: Request) -> Response:
+        async with Held(self._limiter):
+            response = await self._inner.send(request)
+            handing_over = self._limiter.statistics().tasks_waiting > 0
+        if handing_over:
+            await anyio.lowlevel.checkpoint()
+        return response

@@ -7,9 +7,11 @@ import contextlib
 from collections.abc import Coroutine, Iterable
 from typing import Any, Self, TypeVar
 
+import anyio
+
 from ._exceptions import SieveClosedError
 
-__all__ = ["TaskRegistry", "cancel_and_wait"]
+__all__ = ["AsyncClosable", "Held", "TaskRegistry", "cancel_and_wait"]
 
 T = TypeVar("T")
 
@@ -73,3 +75,27 @@ class AsyncClosable:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class Held:
+    """``async with Held(limiter)``: ``async with limiter`` that does not yield to the event
+    loop when a token is free.
+
+    anyio's ``acquire`` yields even then. Between freeing a request slot and sending, that
+    let a whole page's decoding run first, and the slot sat idle meanwhile (about 1 ms per
+    request, measured at concurrency 1).
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()

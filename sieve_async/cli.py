@@ -275,11 +275,11 @@ class _StderrHandler(logging.Handler):
 
 
 def _configure_logging(verbose: int) -> None:
-    # stamina announces each scheduled retry at WARNING; on a long export that is noise.
-    level = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    # Each retry is an INFO record, shown from -v; -vv adds a DEBUG record per request.
+    level = logging.ERROR if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    for name in ("sieve_async", "stamina", "aiohttp"):
+    for name in ("sieve_async", "aiohttp"):
         log = logging.getLogger(name)
         log.handlers = [handler]
         log.setLevel(level if name != "aiohttp" else max(level, logging.ERROR))
