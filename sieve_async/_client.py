@@ -13,7 +13,7 @@ import anyio
 from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
-from ._http import ClientSession, Sender
+from ._http import Adapter, ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._options import JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
@@ -88,6 +88,10 @@ class SieveClient(AsyncClosable):
         retry_wait_max: the longest backoff between attempts.
         retry_after_max: the longest server ``Retry-After`` that is honoured as asked.
         max_response_bytes: the most bytes one response may take.
+        transport: an object that answers requests instead of HTTP, such as
+            `FakeSieve.transport() <sieve_async.testing.FakeSieve.transport>` for tests that
+            need no sockets; it must have ``async send(request) -> response`` and
+            ``async aclose()``. Timeouts, retries, bounds and the policy apply as with HTTP.
 
     Raises:
         SieveConfigError: no API key anywhere, a key with control characters, or a base URL
@@ -113,6 +117,7 @@ class SieveClient(AsyncClosable):
         retry_wait_max: float = 30.0,
         retry_after_max: float = 120.0,
         max_response_bytes: int = 64 * _MIB,
+        transport: Adapter | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("SIEVE_API_KEY")
         if not key or not key.strip():
@@ -146,6 +151,8 @@ class SieveClient(AsyncClosable):
             or rate_limit <= 0
         ):
             raise ValueError(f"rate_limit must be a positive number or None, got {rate_limit!r}")
+        if transport is not None and session is not None:
+            raise ValueError("pass session= or transport=, not both")
         url = base_url or os.environ.get("SIEVE_API_URL") or DEFAULT_BASE_URL
         self._transport = Transport(
             api_key=key,
@@ -159,6 +166,7 @@ class SieveClient(AsyncClosable):
             retry_wait_max=float(retry_wait_max),
             retry_after_max=float(retry_after_max),
             max_response_bytes=max_response_bytes,
+            adapter=transport,
         )
         self._tasks = TaskRegistry()
         self._open: weakref.WeakSet[AsyncPaginator[Any] | FanOut] = weakref.WeakSet()

@@ -6,9 +6,12 @@ redirects, no status interpretation. Those are decisions of `sieve_async._policy
 
 - the answer's body is read whole, and never beyond ``max_response_bytes`` *decoded* bytes (a
   gzip body of a few KiB can inflate a thousandfold);
-- a failure to get an answer — refused, reset, cut short, undecodable encoding, timed out — is a
-  `SieveConnectionError` (`SieveTimeoutError` for the timeout), always worth another attempt, with
-  aiohttp's error as its cause (the transport detaches it: it may hold the request's headers).
+- a failure to get an answer — refused, reset, cut short, an undecodable encoding — is a
+  `SieveConnectionError`, always worth another attempt, with aiohttp's error as its cause (the
+  transport detaches it: it may hold the request's headers).
+
+The time one attempt may take is the transport's to enforce (`sieve_async._transport.Timed`), so
+it holds for every `Sender` alike.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from ._exceptions import (
     SieveConfigError,
     SieveConnectionError,
     SieveDecodeError,
-    SieveTimeoutError,
 )
 
 __all__ = [
+    "Adapter",
     "AiohttpSender",
     "ClientSession",
     "Request",
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 USER_AGENT = "sieve-async/0.1"
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
 
 def safe_url(url: URL) -> str:
@@ -77,6 +81,14 @@ class Sender(Protocol):
         ...
 
 
+class Adapter(Sender, Protocol):
+    """The innermost `Sender`, which the client closes with itself."""
+
+    async def aclose(self) -> None:
+        """Release what sending needed (a session, a pool)."""
+        ...
+
+
 class AiohttpSender:
     """The `Sender` over an aiohttp session (its own, or one passed in and left open)."""
 
@@ -84,13 +96,11 @@ class AiohttpSender:
         self,
         *,
         session: ClientSession | None,
-        timeout: float,
         max_connections: int,
         max_response_bytes: int,
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_connections = max_connections
         self._max_response_bytes = max_response_bytes
         self._closed = False
@@ -127,14 +137,12 @@ class AiohttpSender:
                 allow_redirects=False,
                 # A session of the caller's may raise on error statuses; the policy maps them.
                 raise_for_status=False,
-                timeout=self._timeout,
+                # The transport bounds the whole attempt; a session of the caller's may have
+                # a timeout of its own, which must not cut it shorter or longer.
+                timeout=_NO_TIMEOUT,
             ) as response:
                 body = await self._read_body(response, url)
                 return Response(response.status, response.headers, body, response.url)
-        except TimeoutError as exc:
-            raise SieveTimeoutError(
-                f"GET {safe_url(url)} timed out after {self._timeout.total} s"
-            ) from exc
         except aiohttp.ClientPayloadError as exc:
             if isinstance(exc.__cause__, ContentEncodingError):
                 problem = f"could not be decoded ({exc.__cause__.message})"

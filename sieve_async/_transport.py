@@ -18,8 +18,8 @@ import anyio
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
-from ._exceptions import SieveConnectionError, SieveError
-from ._http import AiohttpSender, ClientSession, Request, Response, Sender, safe_url
+from ._exceptions import SieveConnectionError, SieveError, SieveTimeoutError
+from ._http import Adapter, AiohttpSender, ClientSession, Request, Response, Sender, safe_url
 from ._policy import (
     MAX_REDIRECTS,
     RETRY_STATUSES,
@@ -71,6 +71,8 @@ class Transport:
         retry_wait_max: the longest backoff between two attempts.
         retry_after_max: the longest ``Retry-After`` we honour; longer asks are capped to this.
         max_response_bytes: the most one response body may take.
+        adapter: what sends the requests instead of aiohttp (a test double); it then enforces
+            ``max_response_bytes`` itself, if it needs to.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Transport:
         retry_wait_max: float,
         retry_after_max: float,
         max_response_bytes: int,
+        adapter: Adapter | None = None,
     ) -> None:
         self._headers = {"X-API-Key": api_key}
         self._redact = Redactor(api_key)
@@ -94,16 +97,18 @@ class Transport:
         self._origin = base_url.origin()
         self.max_retries = max_retries
         self.max_connections = max_connections
-        self._adapter = AiohttpSender(
+        self._adapter = adapter or AiohttpSender(
             session=session,
-            timeout=timeout,
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
         )
         # A bucket of one: requests are spaced evenly rather than sent in a first burst.
         rate = None if rate_limit is None else AsyncLimiter(1, 1 / rate_limit)
-        #: What every request goes through: the client-wide bound, the rate, the adapter.
-        self.sender: Sender = Bounded(self._adapter, anyio.CapacityLimiter(max_connections), rate)
+        #: What every request goes through: the client-wide bound, the rate, the time limit of
+        #: one attempt, the adapter.
+        self.sender: Sender = Bounded(
+            Timed(self._adapter, timeout), anyio.CapacityLimiter(max_connections), rate
+        )
         self._retry_wait_initial = retry_wait_initial
         self._retry_wait_max = retry_wait_max
         self._retry_after_max = retry_after_max
@@ -194,6 +199,25 @@ class Transport:
                 (time.perf_counter() - started) * 1000,
             )
         return response
+
+
+class Timed:
+    """A `Sender` that gives up on an attempt after ``seconds``, whatever the sender inside."""
+
+    __slots__ = ("_inner", "_seconds")
+
+    def __init__(self, inner: Sender, seconds: float) -> None:
+        self._inner = inner
+        self._seconds = seconds
+
+    async def send(self, request: Request) -> Response:
+        try:
+            with anyio.fail_after(self._seconds):
+                return await self._inner.send(request)
+        except TimeoutError:
+            raise SieveTimeoutError(
+                f"GET {safe_url(request.url)} timed out after {self._seconds} s"
+            ) from None
 
 
 class Bounded:

@@ -28,15 +28,26 @@ FAST_RETRIES: dict[str, Any] = {"retry_wait_initial": 0.001, "retry_wait_max": 0
 
 @pytest.fixture
 def serve() -> Callable[..., Any]:
-    """``async with serve(**fake_options) as (fake, sieve)``: a FakeSieve and a client for it."""
+    """``async with serve(**fake_options) as (fake, sieve)``: a FakeSieve and a client for it.
+
+    The client reaches the server through its in-memory transport, without sockets; pass
+    ``http=True`` to go through HTTP on a loopback port instead.
+    """
 
     @asynccontextmanager
     async def serve_(
-        client_options: dict[str, Any] | None = None, **fake_options: Any
+        client_options: dict[str, Any] | None = None, *, http: bool = False, **fake_options: Any
     ) -> AsyncIterator[tuple[FakeSieve, SieveClient]]:
-        async with FakeSieve(**fake_options) as fake:
-            options = {**FAST_RETRIES, **(client_options or {})}
+        fake = FakeSieve(**fake_options)
+        options = {**FAST_RETRIES, **(client_options or {})}
+        if http:
+            await fake.start()
+        else:
+            options["transport"] = fake.transport()
+        try:
             async with SieveClient(api_key=fake.api_key, base_url=fake.url, **options) as sieve:
                 yield fake, sieve
+        finally:
+            await fake.aclose()
 
     return serve_

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
 import sieve_async
@@ -211,3 +212,21 @@ def test_the_library_changes_no_process_wide_state() -> None:
             if isinstance(node, ast.Attribute) and node.attr in PROCESS_WIDE_CALLS:
                 offenders.append(f"{path.name}:{node.lineno} calls {node.attr}")
     assert offenders == []
+
+
+async def test_an_option_a_listing_does_not_take_is_a_type_error() -> None:
+    """Like any Python call: `status` on a listing of functions, or a misspelt option."""
+    async with SieveClient(api_key="k", base_url="http://127.0.0.1:9") as sieve:
+        with pytest.raises(TypeError, match=r"list_functions\(\) got an unexpected .* 'status'"):
+            sieve.list_functions(status="finished")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match=r"list_jobs\(\) got an unexpected .* 'pagesize'"):
+            sieve.list_jobs(pagesize=5)  # type: ignore[call-arg]
+
+
+async def test_session_and_transport_together_are_refused() -> None:
+    """A client sends through one of them; both at once is a ValueError naming them."""
+    from sieve_async.testing import FakeSieve
+
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match="session= or transport=, not both"):
+            SieveClient(api_key="k", session=session, transport=FakeSieve().transport())

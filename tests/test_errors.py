@@ -111,7 +111,7 @@ async def test_server_errors_exhausted(serve: Any, status: str) -> None:
 
 async def test_dropped_connection_is_connection_error(serve: Any) -> None:
     """A connection the server drops every time ends in SieveConnectionError."""
-    async with serve({"max_retries": 1}, faults=always("drop")) as (_, sieve):
+    async with serve({"max_retries": 1}, http=True, faults=always("drop")) as (_, sieve):
         error = await first_error(sieve)
     assert type(error) is SieveConnectionError
     assert error.attempts == 2
@@ -119,7 +119,7 @@ async def test_dropped_connection_is_connection_error(serve: Any) -> None:
 
 async def test_truncated_body_is_connection_error(serve: Any) -> None:
     """A body cut short on every attempt ends in SieveConnectionError saying so."""
-    async with serve({"max_retries": 1}, faults=always("truncate")) as (_, sieve):
+    async with serve({"max_retries": 1}, http=True, faults=always("truncate")) as (_, sieve):
         error = await first_error(sieve)
     assert type(error) is SieveConnectionError
     assert "cut short" in str(error)
@@ -137,7 +137,7 @@ async def test_refused_connection_is_connection_error() -> None:
 
 async def test_slow_server_is_timeout(serve: Any) -> None:
     """A server slower than the timeout: SieveTimeoutError, a SieveConnectionError."""
-    async with serve({"timeout": 0.05, "max_retries": 1}, latency=0.5) as (_, sieve):
+    async with serve({"timeout": 0.05, "max_retries": 1}, http=True, latency=0.5) as (_, sieve):
         error = await first_error(sieve)
     assert type(error) is SieveTimeoutError
     assert isinstance(error, SieveConnectionError)
@@ -171,7 +171,7 @@ async def test_stuck_next_offset_is_pagination_error(serve: Any) -> None:
 
 async def test_oversized_body_is_refused(serve: Any) -> None:
     """A page above max_response_bytes is refused with a SieveDecodeError naming the cap."""
-    async with serve({"max_response_bytes": 10_000}) as (_, sieve):
+    async with serve({"max_response_bytes": 10_000}, http=True) as (_, sieve):
         with pytest.raises(SieveDecodeError, match="max_response_bytes"):
             await sieve.list_function_jobs("sieve", "retalker", page_size=100).collect()
 
