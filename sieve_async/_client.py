@@ -10,13 +10,14 @@ from urllib.parse import quote
 
 import anyio
 
+from ._checkpoint import Checkpoint, listing_id, parse_checkpoint
 from ._convert import structure_fn
 from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
 from ._http import Adapter, ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._options import JobListingOptions, ListingOptions, PagingOptions
-from ._paginator import AsyncPaginator, Checkpoint, listing_id, parse_checkpoint
+from ._paginator import AsyncPaginator
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry

@@ -33,11 +33,11 @@ from typing import IO, Any, Final, Literal, Protocol, cast
 import attrs
 import orjson
 
+from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
 from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
-from ._paginator import Checkpoint, parse_checkpoint
 
 __all__ = [
     "CSV_COLUMNS",

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Literal, NoReturn, Self
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._checkpoint import Checkpoint
 from ._exceptions import SieveError
 from ._http import Request, Response, Sender
-from ._models import FunctionRef, Job
-from ._paginator import AsyncPaginator, Checkpoint, delivered_through, make_checkpoint
+from ._models import FunctionRef, Job, Page
+from ._paginator import AsyncPaginator
 from ._tasks import AsyncClosable, Held, TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
@@ -31,9 +32,8 @@ logger = logging.getLogger("sieve_async")
 
 OnError = Literal["raise", "continue"]
 ListingFactory = Callable[[FunctionRef, Sender, Checkpoint | None], AsyncPaginator[Job]]
-#: A page on its way to the consumer: whose, the jobs, their ids and resume positions. A batch
-#: with no jobs says the listing has ended.
-Batch = tuple[FunctionRef, list[Job], list[Hashable], Sequence[int]]
+#: A page on its way to the consumer, and whose it is; ``None`` says the listing has ended.
+Batch = tuple[FunctionRef, Page[Job] | None]
 #: What `FanOut.checkpoints` holds for a listing that was delivered to its end.
 DONE: Literal["done"] = "done"
 
@@ -81,14 +81,14 @@ class FanOut(AsyncClosable):
         self._tasks = tasks
         self._send: MemoryObjectSendStream[Batch] | None = None
         self._receive: MemoryObjectReceiveStream[Batch] | None = None
-        # The page being handed out, and whose it is; nothing is returned from it while empty.
+        # The page being handed out, whose it is, and its items (nothing is returned from an
+        # empty list); `_next` indexes the next item to hand out.
         self._ref = FunctionRef(name="-", owner_name="-")
+        self._current: Page[Job] | None = None
         self._page: list[Job] = []
-        self._keys: list[Hashable] = []
-        self._positions: Sequence[int] = []
-        # Per listing, what the consumer has been handed: (position, last id, recent ids).
+        # Per listing, the checkpoint after the last page the consumer finished.
         self._listing_ids = dict(listing_ids)
-        self._delivered: dict[FunctionRef, tuple[int, Hashable, list[Hashable]]] = {}
+        self._delivered: dict[FunctionRef, Checkpoint] = {}
         self._resume = {r: c for r, c in (resume or {}).items() if c != DONE}
         self._done: set[FunctionRef] = {r for r, c in (resume or {}).items() if c == DONE}
         self._stopped: set[FunctionRef] = set()
@@ -133,16 +133,16 @@ class FanOut(AsyncClosable):
         self._fold()
         while True:
             try:
-                ref, page, keys, positions = await receive.receive()
+                ref, page = await receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 await self._end()
             if ref in self._stopped:
                 continue
-            if page:
+            if page is not None:
                 break
             self._done.add(ref)
-        self._ref, self._page, self._keys, self._positions = ref, page, keys, positions
-        return ref, page
+        self._ref, self._current, self._page = ref, page, page.items
+        return ref, page.items
 
     @property
     def done(self) -> AbstractSet[FunctionRef]:
@@ -184,19 +184,17 @@ class FanOut(AsyncClosable):
         if listing == self._ref:
             self._fold()
 
-    def _delivered_now(self) -> tuple[int, Hashable, list[Hashable]] | None:
-        """What the current page has handed out so far, if anything."""
-        index = self._next
-        if not index or not self._page:
+    def _delivered_now(self) -> Checkpoint | None:
+        """The current listing's checkpoint after what its current page has handed out, if any."""
+        if not self._next or self._current is None:
             return None
-        earlier = self._delivered.get(self._ref, (0, None, []))[2]
-        return delivered_through(self._keys, self._positions, index, earlier)
+        return self._current.checkpoint_after(self._next)
 
     def _fold(self) -> None:
         delivered = self._delivered_now()
         if delivered is not None:
             self._delivered[self._ref] = delivered
-        self._page, self._keys, self._positions, self._next = [], [], [], 0
+        self._current, self._page, self._next = None, [], 0
 
     @property
     def checkpoints(self) -> dict[str, Checkpoint | Literal["done"]]:
@@ -217,14 +215,8 @@ class FanOut(AsyncClosable):
         """One listing's entry of `checkpoints`, or ``None`` if nothing was read from it."""
         if ref in self._done:
             return DONE
-        if ref == self._ref:
-            current = self._delivered_now()
-            if current is not None:
-                return make_checkpoint(self._listing_ids[ref], *current)
-        delivered = self._delivered.get(ref)
-        if delivered is not None:
-            return make_checkpoint(self._listing_ids[ref], *delivered)
-        return self._resume.get(ref)
+        current = self._delivered_now() if ref == self._ref else None
+        return current or self._delivered.get(ref) or self._resume.get(ref)
 
     async def _end(self) -> NoReturn:
         await self.aclose()
@@ -274,10 +266,10 @@ class FanOut(AsyncClosable):
         async with open_listings:
             paginator = self._listing(ref, requests, self._resume.get(ref))
             try:
-                while (batch := await paginator._next_batch()) is not None:
+                async for page in paginator.pages():
                     if ref in self._stopped:
                         return
-                    await send.send((ref, *batch))
+                    await send.send((ref, page))
             except SieveError as error:
                 if self.on_error == "raise":
                     raise
@@ -287,7 +279,7 @@ class FanOut(AsyncClosable):
             finally:
                 await paginator.aclose()
             self.completed.append(ref)
-            await send.send((ref, [], [], []))
+            await send.send((ref, None))
 
 
 class _FanOutPages:

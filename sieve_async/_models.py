@@ -14,10 +14,14 @@ starts as its ``raw`` dict, and every other field is a descriptor that structure
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._checkpoint import Checkpoint
 
 from ._lazy import typed_on_first_read
 from ._validate import check_name
@@ -185,3 +189,23 @@ class Page(Generic[T]):
     items: list[T]
     offset: int
     next_offset: int | None
+    _checkpoints: Callable[[int], Checkpoint] | None = attrs.field(
+        default=None, repr=False, eq=False, alias="checkpoints"
+    )
+
+    def checkpoint_after(self, count: int) -> Checkpoint:
+        """The listing's checkpoint once the first ``count`` items of this page are delivered.
+
+        ``checkpoint_after(len(page.items))`` is where the listing stands after the whole page;
+        pass it as ``resume=`` to continue after it.
+
+        Raises:
+            ValueError: ``count`` is not between 0 and the number of items, or the page was
+                not made by a paginator.
+        """
+        if self._checkpoints is None:
+            raise ValueError("this page was not made by a paginator: it has no checkpoints")
+        whole = len(self.items)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= whole:
+            raise ValueError(f"count must be between 0 and {len(self.items)}, got {count!r}")
+        return self._checkpoints(count)

@@ -7,8 +7,8 @@ from typing import Any, TypedDict
 
 import attrs
 
+from ._checkpoint import Checkpoint
 from ._models import JobStatus
-from ._paginator import Checkpoint
 from ._validate import check_non_negative, check_positive, check_status
 
 

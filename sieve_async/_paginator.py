@@ -4,127 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, TypedDict, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import anyio
 
+from ._checkpoint import RECENT, Checkpoint, Delivered
 from ._models import Page
-from ._paging import NOTHING, Accepted, Cursor, RawPage, Window, is_id
+from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
 
-__all__ = [
-    "AsyncPaginator",
-    "Checkpoint",
-    "delivered_through",
-    "listing_id",
-    "make_checkpoint",
-    "parse_checkpoint",
-]
+__all__ = ["AsyncPaginator"]
 
 T = TypeVar("T")
 
-
-
-class Checkpoint(TypedDict):
-    """Where a listing stands: resume it after ``last_id``, found at or after ``offset``.
-
-    JSON-serialisable as it is; `parse_checkpoint` checks one field by field.
-    """
-
-    version: int
-    listing: str
-    offset: int
-    last_id: str | int | None
-    recent: list[str | int]
-
-
-CHECKPOINT_VERSION = 1
-#: Recently delivered ids a checkpoint carries, so a resumed cursor can re-anchor even when the
-#: very last delivered job has since left the listing.
-_CHECKPOINT_RECENT = 8
-
-
-def listing_id(path: str, status: str | None) -> str:
-    """The identity a checkpoint is bound to: the listing's path and its status filter."""
-    return path if status is None else f"{path}?status={status}"
-
-
-def delivered_through(
-    keys: list[Hashable], positions: Sequence[int], count: int, earlier: Iterable[Hashable]
-) -> tuple[int, Hashable, list[Hashable]]:
-    """Position, last key and recent keys once the first ``count`` items of a page (``keys``,
-    ``positions``) are delivered, after the ``earlier`` recent keys of the same listing."""
-    recent = [*earlier, *keys[max(0, count - _CHECKPOINT_RECENT) : count]]
-    return positions[count - 1], keys[count - 1], recent[-_CHECKPOINT_RECENT:]
-
-
-def make_checkpoint(
-    listing: str, position: int, last: Hashable | None, recent: list[Hashable]
-) -> Checkpoint:
-    """A JSON-serialisable checkpoint: resume ``listing`` after ``last``, at ``position``."""
-    # Keys come from `is_id`-checked ids (str or int); Hashable is the paging core's wider type.
-    return {
-        "version": CHECKPOINT_VERSION,
-        "listing": listing,
-        "offset": position,
-        "last_id": cast(str | int | None, last),
-        "recent": [cast(str | int, k) for k in recent if k != last],
-    }
-
-
-#: The fields of a checkpoint, as `make_checkpoint` writes them.
-_CHECKPOINT_FIELDS = ("version", "listing", "offset", "last_id", "recent")
-
-
-def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, list[Hashable]]:
-    """Validate a checkpoint for ``listing``; return its offset, last id and recent ids.
-
-    A checkpoint is the dict `make_checkpoint` writes, checked field by field: ``version``
-    (this format's number), ``listing`` (this listing's identity), ``offset`` (an integer of at
-    least 0), ``last_id`` (an id, or ``None`` before anything was delivered) and ``recent`` (a
-    list of ids). Ids are strings or integers. Every field is required, and a field not among
-    these is refused: this format has no optional fields, so an unknown one means the dict
-    was written by something else or edited, and resuming from it could lose or repeat items.
-
-    Raises:
-        ValueError: it is not a checkpoint (naming the field at fault), or it belongs to another
-            listing.
-    """
-    if not isinstance(value, dict):
-        raise ValueError(f"resume= takes a paginator's .checkpoint, got {value!r}")
-    if "version" not in value:
-        raise ValueError("checkpoint 'version' is missing: resume= takes a paginator's .checkpoint")
-    version = value["version"]
-    if type(version) is not int or version != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"checkpoint 'version' is {version!r}; this version of sieve_async reads "
-            f"checkpoints of version {CHECKPOINT_VERSION}"
-        )
-    missing = [field for field in _CHECKPOINT_FIELDS if field not in value]
-    if missing:
-        raise ValueError(f"checkpoint {missing[0]!r} is missing")
-    unknown = [field for field in value if field not in _CHECKPOINT_FIELDS]
-    if unknown:
-        raise ValueError(f"checkpoint field {unknown[0]!r} is not a checkpoint field")
-    if value["listing"] != listing:
-        raise ValueError(
-            f"checkpoint 'listing': it belongs to listing {value['listing']!r}, not {listing!r}"
-        )
-    offset = value["offset"]
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"checkpoint 'offset' must be a non-negative integer, got {offset!r}")
-    last = value["last_id"]
-    if last is not None and not is_id(last):
-        raise ValueError(
-            f"checkpoint 'last_id' must be a string or an integer (or null), got {last!r}"
-        )
-    recent = value["recent"]
-    if not isinstance(recent, list) or not all(map(is_id, recent)):
-        raise ValueError(
-            f"checkpoint 'recent' must be a list of ids (strings or integers), got {recent!r}"
-        )
-    return offset, last, list(recent)
 
 
 class AsyncPaginator(AsyncClosable, Generic[T]):
@@ -156,28 +49,27 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         self._tasks = tasks
         # The accepted items of the current page and the index of the next one to deliver.
         # Delivering an item only moves the index; what was delivered from this page is folded
-        # into the _delivered_* fields when the page is used up (`_settle`), so the per-item
-        # path of ``async for`` stays a few operations long.
+        # into `_before` when the page is used up (`_settle`), so the per-item path of
+        # ``async for`` stays a few operations long.
         self._buffer: Accepted = NOTHING
         self._next = 0
         self._buffer_window: Window | None = None
         self._inflight: deque[tuple[Window, asyncio.Task[RawPage]]] = deque()
-        self._delivered_position = cursor.position
-        self._delivered_last = cursor.last_key
-        self._delivered_recent: deque[Hashable] = deque(
-            cursor.recent_keys(_CHECKPOINT_RECENT), maxlen=_CHECKPOINT_RECENT
+        #: What was delivered before the current page.
+        self._before = Delivered(
+            listing, cursor.position, cursor.last_key, tuple(cursor.recent_keys(RECENT))
         )
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<AsyncPaginator {self._listing} at offset {self._delivered()[0]}>"
+        return f"<AsyncPaginator {self._listing} at offset {self._delivered().position}>"
 
     # -- public surface ----------------------------------------------------------------------
 
     @property
     def checkpoint(self) -> Checkpoint:
         """Where this listing stands: a JSON-serialisable dict for ``resume=``."""
-        return make_checkpoint(self._listing, *self._delivered())
+        return self._delivered().checkpoint()
 
     @property
     def listing(self) -> str:
@@ -221,19 +113,14 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _delivered(self) -> tuple[int, Hashable | None, list[Hashable]]:
-        """Position, last key and recent keys of what has been delivered so far."""
-        index = self._next
-        if not index:
-            return self._delivered_position, self._delivered_last, list(self._delivered_recent)
+    def _delivered(self) -> Delivered:
+        """What has been delivered so far, the current page included."""
         buffer = self._buffer
-        return delivered_through(buffer.keys, buffer.positions, index, self._delivered_recent)
+        return self._before.after(buffer.keys, buffer.positions, self._next)
 
     def _settle(self) -> None:
-        """Fold what was delivered from the current page into the delivered state; drop it all."""
-        self._delivered_position, self._delivered_last, recent = self._delivered()
-        self._delivered_recent.clear()
-        self._delivered_recent.extend(recent)
+        """Fold what was delivered from the current page into `_before`; drop the page."""
+        self._before = self._delivered()
         finished = self._buffer
         self._buffer = NOTHING
         self._next = 0
@@ -252,26 +139,27 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         return self._buffer.items
 
     async def _next_page(self) -> Page[T] | None:
-        batch = await self._next_batch()
-        if batch is None:
-            return None
-        window = self._buffer_window
-        assert window is not None
-        next_offset = None if self._cursor.done else self._cursor.position
-        return Page(items=batch[0], offset=window.offset, next_offset=next_offset)
-
-    async def _next_batch(self) -> tuple[list[T], list[Hashable], Sequence[int]] | None:
-        """The rest of the current page (or the next page): typed items, keys, positions."""
+        """The rest of the current page (or the next page), typed, all of it delivered."""
         if self._next == len(self._buffer.items):
             try:
                 await self._refill()
             except StopAsyncIteration:
                 return None
-        buffer, start = self._buffer, self._next
+        buffer, start, window = self._buffer, self._next, self._buffer_window
+        assert window is not None
+        before = self._delivered()
         items = [self._structure(item) for item in buffer.items[start:]]
+        keys, positions = buffer.keys[start:], buffer.positions[start:]
         self._next = len(buffer.items)
         self._settle()
-        return items, buffer.keys[start:], buffer.positions[start:]
+        next_offset = None if self._cursor.done else self._cursor.position
+
+        def checkpoints(count: int) -> Checkpoint:
+            return before.after(keys, positions, count).checkpoint()
+
+        return Page(
+            items=items, offset=window.offset, next_offset=next_offset, checkpoints=checkpoints
+        )
 
     async def _fill(self) -> bool:
         """Fetch pages until one brings new items; False once the listing is complete."""

@@ -64,3 +64,28 @@ async def test_item_that_fails_to_structure_stays_undelivered(serve: Any) -> Non
             await anext(paginator)
         assert paginator.checkpoint["last_id"] == ids[2]
         assert (await anext(paginator)).id == ids[3]
+
+
+async def test_page_checkpoint_after_any_count_resumes_right_after_it(serve: Any) -> None:
+    """page.checkpoint_after(n) resumes after the n-th item of that page; 0 before it; bad
+    counts are ValueError."""
+    async with serve(functions={"sieve/a": 250}) as (fake, sieve):
+        ids = [job["id"] for job in fake.jobs("sieve/a")]
+        pages = sieve.list_function_jobs("sieve", "a", page_size=100).pages()
+        first = await anext(pages)
+        second = await anext(pages)
+        start, size = len(first.items), len(second.items)
+        assert [job.id for job in second.items] == ids[start : start + size]
+        for count in (0, 1, 57, size):
+            checkpoint = second.checkpoint_after(count)
+            assert checkpoint["offset"] == start + count
+            assert checkpoint["last_id"] == ids[start + count - 1]
+            rest = await sieve.list_function_jobs("sieve", "a", resume=checkpoint).collect()
+            assert [job.id for job in rest] == ids[start + count :]
+        for bad in (-1, size + 1, True, 1.0):
+            with pytest.raises(ValueError, match=f"count must be between 0 and {size}"):
+                second.checkpoint_after(bad)  # type: ignore[arg-type]
+    from sieve_async import Page
+
+    with pytest.raises(ValueError, match="not made by a paginator"):
+        Page(items=[], offset=0, next_offset=None).checkpoint_after(0)
