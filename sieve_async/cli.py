@@ -47,7 +47,7 @@ from ._models import FunctionRef
 from ._validate import STATUSES
 from .testing import FakeSieve, Faults
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -274,6 +274,10 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+#: The loggers `_configure_logging` sets up.
+_LOGGERS: Final = ("sieve_async", "stamina", "aiohttp", "sieve_async.export")
+
+
 def _configure_logging(verbose: int) -> None:
     # Each retry is an INFO record, shown from -v; -vv adds a DEBUG record per request.
     level = logging.ERROR if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -287,6 +291,21 @@ def _configure_logging(verbose: int) -> None:
     # What the export itself warns about (a listing out of order under --since) changes the
     # output, so it is always shown.
     logging.getLogger("sieve_async.export").setLevel(min(level, logging.WARNING))
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int) -> Iterator[None]:
+    """`_configure_logging` for the time of one command, then the loggers as they were."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    saved = [(log, log.handlers, log.level, log.propagate) for log in loggers]
+    _configure_logging(verbose)
+    try:
+        yield
+    finally:
+        for log, handlers, level, propagate in saved:
+            log.handlers = handlers
+            log.setLevel(level)
+            log.propagate = propagate
 
 
 def _error(message: str) -> None:
@@ -672,11 +691,34 @@ def _tune_collector() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sieve-async`` command; returns the exit code."""
+    """Entry point of the ``sieve-async`` command; returns the exit code.
+
+    The command of `run`, with the collector tuned for a bulk export (`_tune_collector`) first:
+    settings for a whole process, made only here.
+    """
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
     if args.command in ("export", "demo"):
         _tune_collector()
+    return _execute(args)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run a ``sieve-async`` command in this process; returns the exit code.
+
+    Unlike `main`, leaves the garbage collector as it is, so that it can be called from a
+    program or a test. Either way the loggers are put back as they were when the command ends,
+    and ``fake-server``'s SIGINT and SIGTERM handlers last only as long as it runs. Bad
+    arguments, ``--help`` and ``--version`` end in `SystemExit`, as from `argparse`.
+    """
+    return _execute(build_parser().parse_args(argv))
+
+
+def _execute(args: argparse.Namespace) -> int:
+    with _logging_to_stderr(args.verbose):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     live: list[ExportResult] = []
     try:
         if args.command == "export":

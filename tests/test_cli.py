@@ -1,25 +1,37 @@
-"""The installed ``sieve-async`` command, run as a subprocess against ``sieve-async fake-server``.
+"""The ``sieve-async`` command, against a fake Sieve API on loopback.
 
-No mocks: every test starts real processes that talk real HTTP on loopback.
+No mocks: every test talks real HTTP. Most run the command in this process (`cli.run`, which
+leaves the collector, the signal handlers and logging as it found them) against a `FakeSieve`
+served from a thread. A real ``sieve-async`` process is started only where the test is about the
+process: what ``fake-server`` prints and how SIGTERM ends it, an export killed (``kill -9``) or
+interrupted (SIGINT) halfway and then resumed, and a second export refused while another process
+holds the output's lock. Those also show that the installed entry point runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import gc
 import json
+import logging
 import os
+import runpy
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sieve_async import cli
 from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
 
 CLI = str(Path(sys.executable).parent / "sieve-async")
@@ -76,32 +88,123 @@ class Server:
         return code
 
 
+class ServedFake:
+    """A `FakeSieve` served from a thread of its own, for a command run in this thread or in a
+    process: the functions and jobs of ``fake-server --functions N --jobs M`` with ``options``."""
+
+    def __init__(self, functions: int, jobs: int, **options: Any) -> None:
+        self.fake = FakeSieve(functions=cli._fake_functions(functions, jobs), **options)
+        self.functions = self.fake.functions
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="fake-sieve", daemon=True)
+        self._thread.start()
+        assert self._ready.wait(timeout=10), "FakeSieve did not start"
+        if self._error is not None:
+            raise self._error
+        self.url = self.fake.url
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by stop() or on start
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.fake:
+            self._ready.set()
+            await self._stop.wait()
+
+    def variables(self) -> dict[str, str]:
+        return {"SIEVE_API_URL": self.url, "SIEVE_API_KEY": DEFAULT_API_KEY}
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.variables()}
+
+    def stop(self) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "FakeSieve did not stop"
+        if self._error is not None:
+            raise self._error
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    """Three functions of 1,500 jobs, pages capped at 100, no latency."""
+    """A fake-server process: three functions of 1,500 jobs, pages capped at 100, no latency."""
     srv = Server("--functions", "3", "--jobs", str(JOBS), "--page-cap", "100", "--seed", str(SEED))
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
-def slow_server() -> Iterator[Server]:
-    """Slow enough (30 ms per page of 50) to interrupt an export halfway."""
-    srv = Server("--functions", "3", "--jobs", "2000", "--page-cap", "50", "--latency", "0.03")
-    yield srv
-    srv.stop()
+def fake() -> Iterator[ServedFake]:
+    """What `server` serves, from a thread of this process: the tests only read it."""
+    served = ServedFake(3, JOBS, page_cap=100, seed=SEED)
+    yield served
+    served.stop()
 
 
-def expected_jobs(server: Server, jobs: int = JOBS, seed: int = SEED) -> dict[str, list[Any]]:
-    """What the fake server serves, rebuilt in-process from the same arguments (deterministic)."""
-    fake = FakeSieve(functions=dict.fromkeys(server.functions, jobs), seed=seed)
-    return {name: fake.jobs(name) for name in server.functions}
+@pytest.fixture(scope="module")
+def slow_served() -> Iterator[ServedFake]:
+    served = ServedFake(3, 2000, page_cap=50)
+    yield served
+    served.stop()
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
-    return subprocess.run(
-        [CLI, *args], check=False, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd
-    )
+@pytest.fixture
+def slow_fake(slow_served: ServedFake) -> ServedFake:
+    """Slow enough (30 ms per page of 50) to interrupt an export halfway. A test may set its
+    latency to 0 once it no longer needs it slow: each starts with it slow again."""
+    slow_served.fake.latency = 0.03
+    return slow_served
+
+
+def expected_jobs(functions: list[str], jobs: int = JOBS, seed: int = SEED) -> dict[str, list[Any]]:
+    """What the fake server serves, rebuilt from the same arguments (deterministic)."""
+    fake = FakeSieve(functions=dict.fromkeys(functions, jobs), seed=seed)
+    return {name: fake.jobs(name) for name in functions}
+
+
+@dataclass
+class Result:
+    """What a command run in this process returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``run(*args, env=..., cwd=...)``: the command run in this process, with its exit code
+    and what it printed; ``env`` holds the variables to set (the SIEVE_ ones are unset
+    otherwise), ``cwd`` the directory to run it in."""
+
+    def run_(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            try:
+                code = cli.run(list(args))
+            except SystemExit as exc:  # argparse: bad arguments, --help
+                code = exc.code if isinstance(exc.code, int) else -1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run_
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -122,14 +225,14 @@ def test_fake_server_stops_cleanly_on_sigterm() -> None:
     assert srv.stop() == 0
 
 
-def test_jsonl_holds_each_server_job_unchanged(server: Server, tmp_path: Path) -> None:
+def test_jsonl_holds_each_server_job_unchanged(fake: ServedFake, run: Run, tmp_path: Path) -> None:
     """Each JSONL line is the server's job object plus the function key, in server order."""
     out = tmp_path / "jobs.jsonl"
-    names = server.functions[:2]
-    result = run("export", *names, "-o", str(out), env=server.env())
+    names = fake.functions[:2]
+    result = run("export", *names, "-o", str(out), env=fake.variables())
     assert result.returncode == 0, result.stderr
     assert f"exported {2 * JOBS:,} jobs" in result.stderr
-    expected = expected_jobs(server)
+    expected = expected_jobs(fake.functions)
     got: dict[str, list[Any]] = {name: [] for name in names}
     for line in read_jsonl(out):
         got[line.pop(FUNCTION_KEY)].append(line)
@@ -138,23 +241,23 @@ def test_jsonl_holds_each_server_job_unchanged(server: Server, tmp_path: Path) -
     assert not (tmp_path / "jobs.jsonl.state.json").exists()
 
 
-def test_stdout_is_the_default_output(server: Server) -> None:
+def test_stdout_is_the_default_output(fake: ServedFake, run: Run) -> None:
     """Without -o the jobs go to stdout as JSONL and the summary to stderr."""
-    result = run("export", server.functions[0], "--page-size", "40", env=server.env())
+    result = run("export", fake.functions[0], "--page-size", "40", env=fake.variables())
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == JOBS
-    assert {json.loads(line)[FUNCTION_KEY] for line in lines} == {server.functions[0]}
+    assert {json.loads(line)[FUNCTION_KEY] for line in lines} == {fake.functions[0]}
     assert "to stdout" in result.stderr
 
 
-def test_csv_and_parquet_read_back(server: Server, tmp_path: Path) -> None:
+def test_csv_and_parquet_read_back(fake: ServedFake, run: Run, tmp_path: Path) -> None:
     """CSV (chosen by suffix) and Parquet read back with one row per job."""
     import pyarrow.parquet as pq
 
-    expected_ids = {job["id"] for jobs in expected_jobs(server).values() for job in jobs}
+    expected_ids = {job["id"] for jobs in expected_jobs(fake.functions).values() for job in jobs}
     csv_path = tmp_path / "jobs.csv"
-    result = run("export", "--all-functions", "-o", str(csv_path), env=server.env())
+    result = run("export", "--all-functions", "-o", str(csv_path), env=fake.variables())
     assert result.returncode == 0, result.stderr
     with csv_path.open(newline="") as file:
         rows = list(csv.DictReader(file))
@@ -163,7 +266,7 @@ def test_csv_and_parquet_read_back(server: Server, tmp_path: Path) -> None:
     assert json.loads(rows[0]["inputs"])["video"]["type"] == "sieve.Video"
 
     parquet_path = tmp_path / "jobs.parquet"
-    result = run("export", "--all-functions", "-o", str(parquet_path), env=server.env())
+    result = run("export", "--all-functions", "-o", str(parquet_path), env=fake.variables())
     assert result.returncode == 0, result.stderr
     table = pq.read_table(parquet_path)
     assert table.num_rows == 3 * JOBS
@@ -171,28 +274,28 @@ def test_csv_and_parquet_read_back(server: Server, tmp_path: Path) -> None:
     assert table.schema.field("created_at").type.tz == "UTC"
 
 
-def test_since_and_max_jobs(server: Server) -> None:
+def test_since_and_max_jobs(fake: ServedFake, run: Run) -> None:
     """--since keeps exactly the jobs created at or after it; --max-jobs stops at N."""
-    name = server.functions[0]
-    jobs = expected_jobs(server)[name]
+    name = fake.functions[0]
+    jobs = expected_jobs(fake.functions)[name]
     since = datetime.fromisoformat(jobs[300]["created_at"])
-    result = run("export", name, "--since", since.isoformat(), env=server.env())
+    result = run("export", name, "--since", since.isoformat(), env=fake.variables())
     assert result.returncode == 0, result.stderr
     got = [json.loads(line)["id"] for line in result.stdout.splitlines()]
     keep = [j["id"] for j in jobs if datetime.fromisoformat(j["created_at"]) >= since]
     assert got == keep
     assert len(got) == 301
 
-    result = run("export", *server.functions, "--max-jobs", "250", env=server.env())
+    result = run("export", *fake.functions, "--max-jobs", "250", env=fake.variables())
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 250
 
 
-def test_unknown_function_fails_alone(server: Server, tmp_path: Path) -> None:
+def test_unknown_function_fails_alone(fake: ServedFake, run: Run, tmp_path: Path) -> None:
     """An unknown function exits 1 and is named; the other function is exported in full."""
     out = tmp_path / "jobs.jsonl"
-    args = ("export", server.functions[0], "acme/nope", "-o", str(out))
-    result = run(*args, env=server.env())
+    args = ("export", fake.functions[0], "acme/nope", "-o", str(out))
+    result = run(*args, env=fake.variables())
     assert result.returncode == 1
     assert "failed: acme/nope" in result.stderr
     assert "Traceback" not in result.stderr
@@ -200,10 +303,10 @@ def test_unknown_function_fails_alone(server: Server, tmp_path: Path) -> None:
     assert len(read_jsonl(out)) == JOBS
 
     # The state is kept for a retry of the failed listing: same arguments only.
-    other = run(*args, "--status", "error", "--resume", env=server.env())
+    other = run(*args, "--status", "error", "--resume", env=fake.variables())
     assert other.returncode == 2
     assert "other arguments" in other.stderr
-    again = run(*args, "--resume", env=server.env())
+    again = run(*args, "--resume", env=fake.variables())
     assert again.returncode == 1
     assert "exported 0 jobs" in again.stderr
     assert len(read_jsonl(out)) == JOBS
@@ -222,19 +325,19 @@ def test_unknown_function_fails_alone(server: Server, tmp_path: Path) -> None:
         ["export", "a/b", "--resume"],
     ],
 )
-def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+def test_usage_errors_exit_2(run: Run, args: list[str], tmp_path: Path) -> None:
     """Malformed arguments exit 2 with a message and no traceback."""
-    env = {**os.environ, "SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
+    env = {"SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
     result = run(*args, env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "sieve-async" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_missing_key_is_one_clear_line(tmp_path: Path) -> None:
+def test_missing_key_is_one_clear_line(run: Run, tmp_path: Path) -> None:
     """No SIEVE_API_KEY: exit 2, a message naming it, no traceback."""
-    env = {k: v for k, v in os.environ.items() if k != "SIEVE_API_KEY"}
-    result = run("export", "sieve/retalker", env=env, cwd=tmp_path)
+    assert "SIEVE_API_KEY" not in os.environ
+    result = run("export", "sieve/retalker", cwd=tmp_path)
     assert result.returncode == 2
     assert "SIEVE_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
@@ -258,13 +361,13 @@ def wait_for_progress(state: Path, out: Path, proc: subprocess.Popen[bytes]) -> 
 
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
 def test_interrupted_export_resumes_with_every_job_once(
-    slow_server: Server, tmp_path: Path, how: str
+    slow_fake: ServedFake, run: Run, tmp_path: Path, how: str
 ) -> None:
     """kill -9 or SIGINT mid-export, then --resume: every job exactly once, state removed."""
     out = tmp_path / "jobs.jsonl"
     state = tmp_path / "jobs.jsonl.state.json"
-    args = [CLI, "export", *slow_server.functions, "--concurrency", "2", "-o", str(out)]
-    with subprocess.Popen(args, env=slow_server.env(), stderr=subprocess.PIPE) as proc:
+    args = [CLI, "export", *slow_fake.functions, "--concurrency", "2", "-o", str(out)]
+    with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as proc:
         try:
             wait_for_progress(state, out, proc)
             proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
@@ -281,19 +384,20 @@ def test_interrupted_export_resumes_with_every_job_once(
     partial = len(out.read_bytes().splitlines())
     assert 0 < partial < 6000
 
-    result = run(*args[1:], "--resume", env=slow_server.env())
+    slow_fake.fake.latency = 0  # the resume need not be slow
+    result = run(*args[1:], "--resume", env=slow_fake.variables())
     assert result.returncode == 0, result.stderr
     ids = [line["id"] for line in read_jsonl(out)]
     assert len(ids) == len(set(ids)) == 6000
-    expected = expected_jobs(slow_server, jobs=2000, seed=0)
+    expected = expected_jobs(slow_fake.functions, jobs=2000, seed=0)
     assert set(ids) == {job["id"] for jobs in expected.values() for job in jobs}
     assert not state.exists()
 
 
-def test_demo_exits_0_and_writes_its_file(tmp_path: Path) -> None:
+def test_demo_exits_0_and_writes_its_file(run: Run, tmp_path: Path) -> None:
     """demo needs no key, exports every job of its fake server and exits 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIEVE_")}
-    result = run("demo", env=env, cwd=tmp_path)
+    assert not any(name.startswith("SIEVE_") for name in os.environ)
+    result = run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = read_jsonl(tmp_path / "sieve-demo-jobs.jsonl")
     assert len(lines) > 1000
@@ -301,23 +405,21 @@ def test_demo_exits_0_and_writes_its_file(tmp_path: Path) -> None:
     assert f"exported {len(lines):,} jobs" in result.stderr
 
 
-def test_python_m_runs_the_command() -> None:
-    """python -m sieve_async is the same command."""
-    result = subprocess.run(
-        [sys.executable, "-m", "sieve_async", "--version"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0
-    assert result.stdout.startswith("sieve-async ")
+def test_python_m_runs_the_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python -m sieve_async is the same command (run here as ``-m`` runs it: runpy)."""
+    monkeypatch.setattr(sys, "argv", [sys.executable, "--version"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("sieve_async", run_name="__main__")
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("sieve-async ")
 
 
-def failed_export_with_state(server: Server, out: Path) -> tuple[list[str], Path]:
+def failed_export_with_state(run: Run, fake: ServedFake, out: Path) -> tuple[list[str], Path]:
     """An export that leaves its resume state: one listing in full, one unknown function."""
-    args = ["export", server.functions[0], "acme/nope", "-o", str(out)]
-    result = run(*args, env=server.env())
+    args = ["export", fake.functions[0], "acme/nope", "-o", str(out)]
+    result = run(*args, env=fake.variables())
     assert result.returncode == 1, result.stderr
     state = out.with_name(out.name + ".state.json")
     assert state.exists()
@@ -325,21 +427,22 @@ def failed_export_with_state(server: Server, out: Path) -> tuple[list[str], Path
 
 
 def test_second_export_into_the_same_file_exits_2_naming_the_holder(
-    slow_server: Server, tmp_path: Path
+    slow_fake: ServedFake, run: Run, tmp_path: Path
 ) -> None:
     """While one export writes a file, another into it exits 2 naming the first's PID; the
     first finishes with every job once."""
     out = tmp_path / "jobs.jsonl"
     lock = tmp_path / "jobs.jsonl.lock"
-    args = [CLI, "export", *slow_server.functions, "--concurrency", "1", "-o", str(out)]
-    with subprocess.Popen(args, env=slow_server.env(), stderr=subprocess.PIPE) as first:
+    args = [CLI, "export", *slow_fake.functions, "--concurrency", "1", "-o", str(out)]
+    with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as first:
         try:
             deadline = time.monotonic() + 30
             while not (out.exists() and out.stat().st_size > 0):
                 assert first.poll() is None, "the first export ended before the second started"
                 assert time.monotonic() < deadline, "the first export wrote nothing"
                 time.sleep(0.01)
-            second = run(*args[1:], env=slow_server.env())
+            second = run(*args[1:], env=slow_fake.variables())
+            slow_fake.fake.latency = 0  # the first need not be slow any more
             _, stderr = first.communicate(timeout=TIMEOUT)
         finally:
             if first.poll() is None:
@@ -353,16 +456,18 @@ def test_second_export_into_the_same_file_exits_2_naming_the_holder(
     assert not lock.exists()
 
 
-def test_resume_refuses_an_output_changed_by_hand(server: Server, tmp_path: Path) -> None:
+def test_resume_refuses_an_output_changed_by_hand(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
     """--resume after the covered part of the file was edited exits 2 and leaves it as it is."""
     out = tmp_path / "jobs.jsonl"
-    args, _ = failed_export_with_state(server, out)
+    args, _ = failed_export_with_state(run, fake, out)
     lines = out.read_bytes().splitlines(keepends=True)
     lines.insert(len(lines) // 2, b'{"id": "added by hand"}\n')
     edited = b"".join(lines)
     out.write_bytes(edited)
 
-    result = run(*args, "--resume", env=server.env())
+    result = run(*args, "--resume", env=fake.variables())
     assert result.returncode == 2, result.stderr
     assert str(out) in result.stderr
     assert "changed" in result.stderr
@@ -374,23 +479,25 @@ def test_resume_refuses_an_output_changed_by_hand(server: Server, tmp_path: Path
     "damage",
     ["not json", "offset is text", "listings is a list", "length is missing", "done is text"],
 )
-def test_damaged_state_exits_2_naming_the_file(server: Server, tmp_path: Path, damage: str) -> None:
+def test_damaged_state_exits_2_naming_the_file(
+    fake: ServedFake, run: Run, tmp_path: Path, damage: str
+) -> None:
     """A resume state that is not JSON or has keys of the wrong type: exit 2, the file named."""
     out = tmp_path / "jobs.jsonl"
-    args, state = failed_export_with_state(server, out)
+    args, state = failed_export_with_state(run, fake, out)
     doc = json.loads(state.read_bytes())
     listings = doc["listings"]
     if damage == "not json":
         state.write_bytes(state.read_bytes()[:-20])
     else:
         if damage == "offset is text":
-            listings[server.functions[0]]["checkpoint"] = {
-                **(listings[server.functions[0]]["checkpoint"] or {}),
+            listings[fake.functions[0]]["checkpoint"] = {
+                **(listings[fake.functions[0]]["checkpoint"] or {}),
                 "version": 1,
-                "listing": f"/v2/functions/{server.functions[0]}/jobs",
+                "listing": f"/v2/functions/{fake.functions[0]}/jobs",
                 "offset": "ten",
             }
-            listings[server.functions[0]]["done"] = False
+            listings[fake.functions[0]]["done"] = False
         elif damage == "listings is a list":
             doc["listings"] = list(listings)
         elif damage == "length is missing":
@@ -399,23 +506,71 @@ def test_damaged_state_exits_2_naming_the_file(server: Server, tmp_path: Path, d
             listings["acme/nope"]["done"] = "no"
         state.write_text(json.dumps(doc))
 
-    result = run(*args, "--resume", env=server.env())
+    result = run(*args, "--resume", env=fake.variables())
     assert result.returncode == 2, result.stderr
     assert str(state) in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_csv_raw_formulas_is_a_documented_switch(server: Server, tmp_path: Path) -> None:
+def test_csv_raw_formulas_is_a_documented_switch(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
     """--csv-raw-formulas is in --help; without formula-like cells it changes nothing."""
     help_text = run("export", "--help").stdout
     assert "--csv-raw-formulas" in help_text
     plain, raw = tmp_path / "plain.csv", tmp_path / "raw.csv"
-    name = server.functions[0]
-    result = run("export", name, "-o", str(plain), env=server.env())
+    name = fake.functions[0]
+    result = run("export", name, "-o", str(plain), env=fake.variables())
     assert result.returncode == 0, result.stderr
-    result = run("export", name, "-o", str(raw), "--csv-raw-formulas", env=server.env())
+    result = run("export", name, "-o", str(raw), "--csv-raw-formulas", env=fake.variables())
     assert result.returncode == 0, result.stderr
     assert raw.read_bytes() == plain.read_bytes()
-    result = run("export", name, "--csv-raw-formulas", env=server.env())
+    result = run("export", name, "--csv-raw-formulas", env=fake.variables())
     assert result.returncode == 2
     assert "CSV" in result.stderr
+
+
+def logging_setup() -> list[tuple[str, list[logging.Handler], int, bool]]:
+    return [
+        (name, list(log.handlers), log.level, log.propagate)
+        for name in cli._LOGGERS
+        for log in [logging.getLogger(name)]
+    ]
+
+
+def test_a_run_in_process_leaves_collector_signals_and_logging_as_they_were(
+    fake: ServedFake, run: Run
+) -> None:
+    """`cli.run` of an export, as `main` would run it but without the collector tuning: the
+    thresholds, the frozen objects, the signal handlers and the loggers are as before."""
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    loggers = logging_setup()
+    result = run("export", fake.functions[0], "-vv", "--max-jobs", "10", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 10
+    assert "DEBUG" in result.stderr
+    assert gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == frozen
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
+    assert logging_setup() == loggers
+
+
+def test_main_tunes_the_collector_for_an_export(
+    fake: ServedFake, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command's entry point freezes the start-up objects and raises the young generation's
+    threshold before an export (recorded here, not applied to this process)."""
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(("freeze", ())))
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(("set_threshold", t)))
+    for name, value in fake.variables().items():
+        monkeypatch.setenv(name, value)
+    _, middle, oldest = gc.get_threshold()
+    assert cli.main(["export", fake.functions[0], "--max-jobs", "10"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 10
+    assert calls == [("freeze", ()), ("set_threshold", (cli._EXPORT_GC_THRESHOLD, middle, oldest))]
+    calls.clear()
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert calls == []
