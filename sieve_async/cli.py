@@ -275,7 +275,7 @@ class _StderrHandler(logging.Handler):
 
 
 #: The loggers `_configure_logging` sets up.
-_LOGGERS: Final = ("sieve_async", "stamina", "aiohttp", "sieve_async.export")
+_LOGGERS: Final = ("sieve_async", "aiohttp", "sieve_async.export")
 
 
 def _configure_logging(verbose: int) -> None:
