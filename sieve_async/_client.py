@@ -16,13 +16,13 @@ from ._exceptions import SieveConfigError
 from ._fanout import FanOut, OnError
 from ._http import Adapter, ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
-from ._options import JobListingOptions, ListingOptions, PagingOptions
+from ._options import ClientOptions, JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator
 from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
 from ._transport import Transport, TransportStats
-from ._validate import check_name, check_non_negative, check_positive, check_status
+from ._validate import check_name, check_positive, check_status
 
 __all__ = ["DEFAULT_BASE_URL", "SieveClient"]
 
@@ -133,40 +133,24 @@ class SieveClient(AsyncClosable):
                 "the Sieve API key contains a control character (a line break, a tab, or another "
                 "character that cannot go in a header); check SIEVE_API_KEY or the api_key argument"
             )
-        for name, number in (
-            ("timeout", timeout),
-            ("retry_wait_initial", retry_wait_initial),
-            ("retry_wait_max", retry_wait_max),
-            ("retry_after_max", retry_after_max),
-        ):
-            if isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {number!r}")
-        if timeout == 0:
-            raise ValueError("timeout must be positive")
-        check_non_negative(max_retries, "max_retries")
-        check_positive(max_connections, "max_connections", allow_none=False)
-        check_positive(max_response_bytes, "max_response_bytes", allow_none=False)
-        if rate_limit is not None and (
-            isinstance(rate_limit, bool)
-            or not isinstance(rate_limit, int | float)
-            or rate_limit <= 0
-        ):
-            raise ValueError(f"rate_limit must be a positive number or None, got {rate_limit!r}")
+        options = ClientOptions.check(
+            timeout=timeout,
+            max_retries=max_retries,
+            max_connections=max_connections,
+            rate_limit=rate_limit,
+            retry_wait_initial=retry_wait_initial,
+            retry_wait_max=retry_wait_max,
+            retry_after_max=retry_after_max,
+            max_response_bytes=max_response_bytes,
+        )
         if transport is not None and session is not None:
             raise ValueError("pass session= or transport=, not both")
         url = base_url or os.environ.get("SIEVE_API_URL") or DEFAULT_BASE_URL
         self._transport = Transport(
             api_key=key,
             base_url=check_base_url(url, allow_insecure_http=allow_insecure_http),
-            timeout=float(timeout),
-            max_retries=max_retries,
-            max_connections=max_connections,
-            rate_limit=rate_limit,
+            options=options,
             session=session,
-            retry_wait_initial=float(retry_wait_initial),
-            retry_wait_max=float(retry_wait_max),
-            retry_after_max=float(retry_after_max),
-            max_response_bytes=max_response_bytes,
             adapter=transport,
         )
         self._tasks = TaskRegistry()

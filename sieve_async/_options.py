@@ -1,4 +1,5 @@
-"""The keyword options every ``list_*`` method takes, checked in one place before any request."""
+"""Options checked in one place before any request: the client's transport settings, and the
+keyword options every ``list_*`` method takes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import attrs
 
 from ._checkpoint import Checkpoint
 from ._models import JobStatus
-from ._validate import check_non_negative, check_positive, check_status
+from ._validate import check_non_negative, check_number, check_positive, check_status
 
 
 class ListingOptions(TypedDict, total=False):
@@ -69,11 +70,62 @@ class PagingOptions:
         checked = cls(
             status=check_status(options.get("status")),
             page_size=check_positive(options.get("page_size"), "page_size"),
-            offset=check_non_negative(options.get("offset", 0), "offset") or 0,
+            offset=check_non_negative(options.get("offset", 0), "offset"),
             max_items=check_non_negative(options.get("max_items"), "max_items", allow_none=True),
-            read_ahead=check_non_negative(options.get("read_ahead", 0), "read_ahead") or 0,
+            read_ahead=check_non_negative(options.get("read_ahead", 0), "read_ahead"),
             resume=options.get("resume"),
         )
         if checked.resume is not None and checked.offset:
             raise ValueError("pass either offset= or resume=, not both")
         return checked
+
+
+@attrs.frozen(kw_only=True)
+class ClientOptions:
+    """How the client sends requests; `SieveClient` documents each setting.
+
+    Made by `check`, which refuses a value out of range with a ``ValueError`` naming it.
+    """
+
+    timeout: float
+    max_retries: int
+    max_connections: int
+    rate_limit: float | None
+    retry_wait_initial: float
+    retry_wait_max: float
+    retry_after_max: float
+    max_response_bytes: int
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        timeout: Any,
+        max_retries: Any,
+        max_connections: Any,
+        rate_limit: Any,
+        retry_wait_initial: Any,
+        retry_wait_max: Any,
+        retry_after_max: Any,
+        max_response_bytes: Any,
+    ) -> ClientOptions:
+        """Check each setting; raise ``ValueError`` naming the first one out of range."""
+        if rate_limit is not None:
+            try:
+                rate_limit = check_number(rate_limit, "rate_limit", positive=True)
+            except ValueError:
+                raise ValueError(
+                    f"rate_limit must be a positive number or None, got {rate_limit!r}"
+                ) from None
+        return cls(
+            timeout=check_number(timeout, "timeout", positive=True),
+            max_retries=check_non_negative(max_retries, "max_retries"),
+            max_connections=check_positive(max_connections, "max_connections", allow_none=False),
+            rate_limit=rate_limit,
+            retry_wait_initial=check_number(retry_wait_initial, "retry_wait_initial"),
+            retry_wait_max=check_number(retry_wait_max, "retry_wait_max"),
+            retry_after_max=check_number(retry_after_max, "retry_after_max"),
+            max_response_bytes=check_positive(
+                max_response_bytes, "max_response_bytes", allow_none=False
+            ),
+        )

@@ -20,6 +20,7 @@ from yarl import URL
 
 from ._exceptions import SieveConnectionError, SieveError, SieveTimeoutError
 from ._http import Adapter, AiohttpSender, ClientSession, Request, Response, Sender, safe_url
+from ._options import ClientOptions
 from ._policy import (
     MAX_REDIRECTS,
     RETRY_STATUSES,
@@ -62,15 +63,8 @@ class Transport:
     Args:
         api_key: the key sent as ``X-API-Key``; never logged or rendered.
         base_url: the API's origin and path prefix.
-        timeout: seconds one attempt may take, connection to last byte.
-        max_retries: attempts after the first for a retryable failure.
-        max_connections: requests in flight at once, across everything using this transport.
-        rate_limit: requests per second at most, or ``None``.
+        options: the checked settings (timeout, retries and their waits, bounds, byte cap).
         session: an aiohttp session to use and not close.
-        retry_wait_initial: first backoff in seconds; doubles each retry, with jitter.
-        retry_wait_max: the longest backoff between two attempts.
-        retry_after_max: the longest ``Retry-After`` we honour; longer asks are capped to this.
-        max_response_bytes: the most one response body may take.
         adapter: what sends the requests instead of aiohttp (a test double); it then enforces
             ``max_response_bytes`` itself, if it needs to.
     """
@@ -80,38 +74,31 @@ class Transport:
         *,
         api_key: str,
         base_url: URL,
-        timeout: float,
-        max_retries: int,
-        max_connections: int,
-        rate_limit: float | None,
-        session: ClientSession | None,
-        retry_wait_initial: float,
-        retry_wait_max: float,
-        retry_after_max: float,
-        max_response_bytes: int,
+        options: ClientOptions,
+        session: ClientSession | None = None,
         adapter: Adapter | None = None,
     ) -> None:
         self._headers = {"X-API-Key": api_key}
         self._redact = Redactor(api_key)
         self.base_url = base_url
         self._origin = base_url.origin()
-        self.max_retries = max_retries
-        self.max_connections = max_connections
+        self.options = options
+        self.max_connections = options.max_connections
         self._adapter = adapter or AiohttpSender(
             session=session,
-            max_connections=max_connections,
-            max_response_bytes=max_response_bytes,
+            max_connections=options.max_connections,
+            max_response_bytes=options.max_response_bytes,
         )
+        rate = options.rate_limit
         # A bucket of one: requests are spaced evenly rather than sent in a first burst.
-        rate = None if rate_limit is None else AsyncLimiter(1, 1 / rate_limit)
+        limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
         #: What every request goes through: the client-wide bound, the rate, the time limit of
         #: one attempt, the adapter.
         self.sender: Sender = Bounded(
-            Timed(self._adapter, timeout), anyio.CapacityLimiter(max_connections), rate
+            Timed(self._adapter, options.timeout),
+            anyio.CapacityLimiter(options.max_connections),
+            limiter,
         )
-        self._retry_wait_initial = retry_wait_initial
-        self._retry_wait_max = retry_wait_max
-        self._retry_after_max = retry_after_max
         self.stats = TransportStats()
 
     def __repr__(self) -> str:
@@ -141,27 +128,28 @@ class Transport:
         """
         request = Request(self.url_for(path), params, self._headers)
         sender = via or self.sender
+        options = self.options
         attempt = 1
         while True:
             try:
                 return classify(await self._send(sender, request), decode, self._redact)
             except Retry as retry:
-                if attempt > self.max_retries:
+                if attempt > options.max_retries:
                     error = retry.error
                     break
                 wait = backoff(
                     attempt,
                     retry.wait,
-                    initial=self._retry_wait_initial,
-                    maximum=self._retry_wait_max,
-                    retry_after_max=self._retry_after_max,
+                    initial=options.retry_wait_initial,
+                    maximum=options.retry_wait_max,
+                    retry_after_max=options.retry_after_max,
                 )
                 logger.info(
                     "GET %s: %s; attempt %d of %d, retrying in %.2f s",
                     safe_url(request.url),
                     self._redact(str(retry.error)),
                     attempt,
-                    self.max_retries + 1,
+                    options.max_retries + 1,
                     wait,
                 )
             except SieveError as raised:

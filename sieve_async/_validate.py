@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
-__all__ = ["STATUSES", "check_name", "check_non_negative", "check_positive", "check_status"]
+__all__ = [
+    "STATUSES",
+    "check_name",
+    "check_non_negative",
+    "check_number",
+    "check_positive",
+    "check_status",
+]
 
 #: The statuses the API filters on (``JobStatus`` holds the same values).
 STATUSES = ("queued", "processing", "error", "finished", "cancelled")
@@ -41,6 +48,10 @@ def check_status(value: Any) -> str | None:
     return str(text)
 
 
+@overload
+def check_positive(value: Any, what: str, *, allow_none: Literal[False]) -> int: ...
+@overload
+def check_positive(value: Any, what: str, *, allow_none: bool = True) -> int | None: ...
 def check_positive(value: Any, what: str, *, allow_none: bool = True) -> int | None:
     """``None`` (where allowed) or an integer of at least 1."""
     if value is None and allow_none:
@@ -50,6 +61,10 @@ def check_positive(value: Any, what: str, *, allow_none: bool = True) -> int | N
     return value
 
 
+@overload
+def check_non_negative(value: Any, what: str, *, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_non_negative(value: Any, what: str, *, allow_none: bool) -> int | None: ...
 def check_non_negative(value: Any, what: str, *, allow_none: bool = False) -> int | None:
     """An integer of at least 0 (or ``None`` where allowed)."""
     if value is None and allow_none:
@@ -57,3 +72,12 @@ def check_non_negative(value: Any, what: str, *, allow_none: bool = False) -> in
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
     return value
+
+
+def check_number(value: Any, what: str, *, positive: bool = False) -> float:
+    """A real number (not a bool) of at least 0, or above 0 where ``positive``; as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{what} must be a non-negative number, got {value!r}")
+    if positive and value == 0:
+        raise ValueError(f"{what} must be positive")
+    return float(value)
