@@ -82,22 +82,7 @@ def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, li
         ValueError: it is not a checkpoint (naming the field at fault), or it belongs to another
             listing.
     """
-    if not isinstance(value, dict):
-        raise ValueError(f"resume= takes a paginator's .checkpoint, got {value!r}")
-    if "version" not in value:
-        raise ValueError("checkpoint 'version' is missing: resume= takes a paginator's .checkpoint")
-    version = value["version"]
-    if type(version) is not int or version != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"checkpoint 'version' is {version!r}; this version of sieve_async reads "
-            f"checkpoints of version {CHECKPOINT_VERSION}"
-        )
-    missing = [field for field in _CHECKPOINT_FIELDS if field not in value]
-    if missing:
-        raise ValueError(f"checkpoint {missing[0]!r} is missing")
-    unknown = [field for field in value if field not in _CHECKPOINT_FIELDS]
-    if unknown:
-        raise ValueError(f"checkpoint field {unknown[0]!r} is not a checkpoint field")
+    _check_form(value)
     if value["listing"] != listing:
         raise ValueError(
             f"checkpoint 'listing': it belongs to listing {value['listing']!r}, not {listing!r}"
@@ -116,6 +101,26 @@ def parse_checkpoint(value: Any, listing: str) -> tuple[int, Hashable | None, li
             f"checkpoint 'recent' must be a list of ids (strings or integers), got {recent!r}"
         )
     return offset, last, list(recent)
+
+
+def _check_form(value: Any) -> None:
+    """A dict of this format's version with exactly its fields, or ``ValueError`` saying why."""
+    if not isinstance(value, dict):
+        raise ValueError(f"resume= takes a paginator's .checkpoint, got {value!r}")
+    if "version" not in value:
+        raise ValueError("checkpoint 'version' is missing: resume= takes a paginator's .checkpoint")
+    version = value["version"]
+    if type(version) is not int or version != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint 'version' is {version!r}; this version of sieve_async reads "
+            f"checkpoints of version {CHECKPOINT_VERSION}"
+        )
+    missing = [field for field in _CHECKPOINT_FIELDS if field not in value]
+    if missing:
+        raise ValueError(f"checkpoint {missing[0]!r} is missing")
+    unknown = [field for field in value if field not in _CHECKPOINT_FIELDS]
+    if unknown:
+        raise ValueError(f"checkpoint field {unknown[0]!r} is not a checkpoint field")
 
 
 @attrs.frozen

@@ -370,6 +370,33 @@ _ROUTE_PATTERNS: Final = tuple(
 )
 
 
+def _query_number(
+    query: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None
+) -> int | web.Response:
+    """One integer query parameter, or the 422 a validating API answers for it."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        return _invalid(
+            name,
+            raw,
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+        )
+    if number < minimum:
+        return _invalid(
+            name, raw, f"Input should be greater than or equal to {minimum}", "greater_than_equal"
+        )
+    if maximum is not None and number > maximum:
+        return _invalid(
+            name, raw, f"Input should be less than or equal to {maximum}", "less_than_equal"
+        )
+    return number
+
+
 def _detail(status: int, detail: Any) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps({"detail": detail}), content_type="application/json"
@@ -563,36 +590,12 @@ class FakeSieve:
 
     def _window(self, request: _Asked) -> tuple[int, int, str | None] | web.Response:
         query = request.query
-        values = {}
-        for name, default in (("limit", self.default_limit), ("offset", 0)):
-            raw = query.get(name)
-            if raw is None or raw == "":
-                values[name] = default
-                continue
-            try:
-                number = int(raw)
-            except ValueError:
-                return _invalid(
-                    name,
-                    raw,
-                    "Input should be a valid integer, unable to parse string as an integer",
-                    "int_parsing",
-                )
-            if number < (1 if name == "limit" else 0):
-                return _invalid(
-                    name,
-                    raw,
-                    f"Input should be greater than or equal to {1 if name == 'limit' else 0}",
-                    "greater_than_equal",
-                )
-            if name == "limit" and self.max_limit is not None and number > self.max_limit:
-                return _invalid(
-                    name,
-                    raw,
-                    f"Input should be less than or equal to {self.max_limit}",
-                    "less_than_equal",
-                )
-            values[name] = number
+        limit = _query_number(query, "limit", self.default_limit, 1, self.max_limit)
+        if isinstance(limit, web.Response):
+            return limit
+        offset = _query_number(query, "offset", 0, 0, None)
+        if isinstance(offset, web.Response):
+            return offset
         status = query.get("status") or None
         if status is not None and status not in STATUSES:
             return _invalid(
@@ -601,13 +604,12 @@ class FakeSieve:
                 "Input should be 'queued', 'processing', 'error', 'finished' or 'cancelled'",
                 "enum",
             )
-        limit = values["limit"]
         cap = self.page_cap
         if isinstance(cap, Sequence):
             cap = cap[self._pages_served % len(cap)] if cap else None
         if cap is not None:
             limit = min(limit, cap)
-        return values["offset"], limit, status
+        return offset, limit, status
 
     async def _serve(
         self,
