@@ -679,36 +679,12 @@ async def export(
     started = time.monotonic()
     if state is None:
         state = ExportState(params={})
-    for ref in refs:
-        state.listings.setdefault(str(ref), ListingState())
-    by_name = {str(ref): ref for ref in refs}
-    for name in state.listings:
-        by_name.setdefault(name, FunctionRef.parse(name))
-    todo = [by_name[name] for name, ls in state.listings.items() if not ls.done]
+    todo = _todo(state, refs)
     result = ExportResult(total_jobs=state.jobs, listings=len(state.listings), pending=len(todo))
-    resume = {
-        str(ref): checkpoint
-        for ref in todo
-        if (checkpoint := state.listings[str(ref)].checkpoint) is not None
-    }
-    # No read-ahead in the fan-out: at most `concurrency` requests in flight.
-    try:
-        jobs_by_page = sieve.list_jobs_for_functions(
-            todo,
-            concurrency=concurrency,
-            status=status,
-            page_size=page_size,
-            on_error="continue",
-            resume=resume,
-        )
-    except ValueError as exc:
-        if not resume:
-            raise
-        # The checkpoints passed their own checks on loading, so this one names another
-        # listing (or status) than the one it is resumed for.
-        where = "the resume state" if state_path is None else str(state_path)
-        raise StateError(f"{where} does not fit this export: {exc}") from exc
-    newest_seen: dict[FunctionRef, datetime | None] = {}
+    jobs_by_page = _fan_out(
+        sieve, todo, state, state_path, concurrency=concurrency, status=status, page_size=page_size
+    )
+    window = _Window(since, max_jobs)
     last_save = time.monotonic()
 
     if state_path is not None:
@@ -718,22 +694,8 @@ async def export(
         async with jobs_by_page:
             async for ref, page in jobs_by_page.pages():
                 listing = state.listings[str(ref)]
-                jobs: Sequence[Job] = page
-                stop = False
-                if since is not None:
-                    was_unordered = listing.unordered
-                    jobs, stop, listing.unordered, newest_seen[ref] = _since_window(
-                        jobs, since, newest_seen.get(ref), listing.unordered
-                    )
-                    if listing.unordered and not was_unordered:
-                        logger.warning(
-                            "%s: jobs are not newest-first; reading the whole listing to apply "
-                            "--since",
-                            ref,
-                        )
-                if max_jobs is not None and state.jobs + len(jobs) >= max_jobs:
-                    jobs = jobs[: max(0, max_jobs - state.jobs)]
-                    result.truncated = True
+                jobs, stop = window.select(ref, listing, page, state.jobs)
+                result.truncated = window.truncated
                 if jobs:
                     writer.write(ref, jobs)
                     state.jobs += len(jobs)
@@ -763,6 +725,83 @@ async def export(
         result.elapsed = time.monotonic() - started
         _finish(result, writer, state, state_path)
     return result
+
+
+def _todo(state: ExportState, refs: Sequence[FunctionRef]) -> list[FunctionRef]:
+    """Add ``refs`` to ``state``; return its listings not finished yet, in export order."""
+    for ref in refs:
+        state.listings.setdefault(str(ref), ListingState())
+    by_name = {str(ref): ref for ref in refs}
+    for name in state.listings:
+        by_name.setdefault(name, FunctionRef.parse(name))
+    return [by_name[name] for name, listing in state.listings.items() if not listing.done]
+
+
+def _fan_out(
+    sieve: SieveClient,
+    todo: list[FunctionRef],
+    state: ExportState,
+    state_path: Path | None,
+    *,
+    concurrency: int,
+    status: str | None,
+    page_size: int | None,
+) -> FanOut:
+    """The fan-out over ``todo``, each listing resumed from its checkpoint in ``state``."""
+    resume = {
+        str(ref): checkpoint
+        for ref in todo
+        if (checkpoint := state.listings[str(ref)].checkpoint) is not None
+    }
+    # No read-ahead in the fan-out: at most `concurrency` requests in flight.
+    try:
+        return sieve.list_jobs_for_functions(
+            todo,
+            concurrency=concurrency,
+            status=status,
+            page_size=page_size,
+            on_error="continue",
+            resume=resume,
+        )
+    except ValueError as exc:
+        if not resume:
+            raise
+        # The checkpoints passed their own checks on loading, so this one names another
+        # listing (or status) than the one it is resumed for.
+        where = "the resume state" if state_path is None else str(state_path)
+        raise StateError(f"{where} does not fit this export: {exc}") from exc
+
+
+class _Window:
+    """Which jobs of a page go out: those created since ``since``, up to ``max_jobs`` in all."""
+
+    def __init__(self, since: datetime | None, max_jobs: int | None) -> None:
+        self.since = since
+        self.max_jobs = max_jobs
+        #: The output reached ``max_jobs``.
+        self.truncated = False
+        self._newest_seen: dict[FunctionRef, datetime | None] = {}
+
+    def select(
+        self, ref: FunctionRef, listing: ListingState, page: Sequence[Job], written: int
+    ) -> tuple[Sequence[Job], bool]:
+        """The jobs of ``page`` to write, and whether ``ref``'s listing can stop after it."""
+        jobs, stop = page, False
+        since = self.since
+        if since is not None:
+            was_unordered = listing.unordered
+            jobs, stop, listing.unordered, self._newest_seen[ref] = _since_window(
+                jobs, since, self._newest_seen.get(ref), listing.unordered
+            )
+            if listing.unordered and not was_unordered:
+                logger.warning(
+                    "%s: jobs are not newest-first; reading the whole listing to apply --since",
+                    ref,
+                )
+        if self.max_jobs is not None and written + len(jobs) >= self.max_jobs:
+            jobs = jobs[: max(0, self.max_jobs - written)]
+            self.truncated = True
+        return jobs, stop
 
 
 def _record(listing: ListingState, checkpoint: Checkpoint | Literal["done"] | None) -> None:
