@@ -524,6 +524,18 @@ async def _export_command(args: argparse.Namespace, live: list[ExportResult]) ->
         return await _export_to(path, fmt, args, live)
 
 
+async def _functions_to_export(
+    sieve: SieveClient, args: argparse.Namespace, state: ExportState | None
+) -> list[FunctionRef]:
+    """A resumed export's functions, or those named, or (``--all-functions``) every one."""
+    if state is not None:
+        return [FunctionRef.parse(name) for name in state.listings]
+    refs: list[FunctionRef] = list(args.functions)
+    if args.all_functions:
+        refs += [function.ref async for function in sieve.list_functions()]
+    return list(dict.fromkeys(refs))
+
+
 async def _export_to(
     path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
 ) -> int:
@@ -533,13 +545,7 @@ async def _export_to(
     if args.resume and state is None:
         _error("no resume state beside the output; starting from the beginning")
     async with SieveClient(max_connections=args.concurrency) as sieve:
-        refs: list[FunctionRef] = list(dict.fromkeys(args.functions))
-        if state is not None:
-            refs = [FunctionRef.parse(name) for name in state.listings]
-        elif args.all_functions:
-            async for function in sieve.list_functions():
-                refs.append(function.ref)
-            refs = list(dict.fromkeys(refs))
+        refs = await _functions_to_export(sieve, args, state)
         if state is None and path is not None and fmt != "parquet":
             state = ExportState(params=params)
         target = "stdout" if path is None else str(path)
