@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol, cast
+from typing import IO, Any, Final, Literal, Protocol, Required, TypedDict, Unpack, cast
 
 import attrs
 import orjson
@@ -137,6 +137,15 @@ def _flat_row(ref: FunctionRef, job: Job) -> list[Any]:
     return row
 
 
+class _StreamOptions(TypedDict, total=False):
+    """The keyword arguments of `_StreamWriter`, which its subclasses pass on."""
+
+    length: int
+    owned: Required[bool]
+    durable: Required[bool]
+    checksum: hashlib._Hash | None
+
+
 class _StreamWriter:
     """Bytes to a binary stream, counting and hashing them so a state can name what it covers."""
 
@@ -209,18 +218,11 @@ class CsvWriter(_StreamWriter):
     """
 
     def __init__(
-        self,
-        stream: IO[bytes],
-        *,
-        length: int = 0,
-        owned: bool,
-        durable: bool,
-        checksum: hashlib._Hash | None = None,
-        raw_formulas: bool = False,
+        self, stream: IO[bytes], *, raw_formulas: bool = False, **options: Unpack[_StreamOptions]
     ) -> None:
-        super().__init__(stream, length=length, owned=owned, durable=durable, checksum=checksum)
+        super().__init__(stream, **options)
         self._raw_formulas = raw_formulas
-        if length == 0:
+        if self.length == 0:
             self._emit(self._render([list(CSV_COLUMNS)]))
 
     @staticmethod
