@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+
+from sieve_async._paginator import AsyncPaginator
+from sieve_async._paging import Cursor, RawPage, Window, decode_page
+from sieve_async._tasks import TaskRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -42,28 +47,43 @@ async def test_items_then_pages_then_items(serve: Any) -> None:
         assert paginator.checkpoint["offset"] == 450
 
 
-async def test_item_that_fails_to_structure_stays_undelivered(serve: Any) -> None:
-    """A delivery that raises leaves the checkpoint before that item."""
-    async with serve(functions={"sieve/a": 20}) as (fake, sieve):
-        ids = [job["id"] for job in fake.jobs("sieve/a")]
-        paginator = sieve.list_function_jobs("sieve", "a", page_size=10)
-        calls = 0
-        structure = paginator._structure
+async def test_item_that_fails_to_structure_stays_undelivered() -> None:
+    """A delivery that raises leaves the checkpoint before that item, and the item is the
+    next one delivered."""
+    ids = [f"job-{i}" for i in range(20)]
 
-        def flaky(item: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 4:
-                raise RuntimeError("boom")
-            return structure(item)
+    async def fetch(window: Window) -> RawPage:
+        page = ids[window.offset : window.offset + (window.limit or 20)]
+        end = window.offset + len(page) >= len(ids)
+        following = -1 if end else window.offset + len(page)
+        body = {"data": [{"id": i} for i in page], "next_offset": following}
+        return decode_page(orjson.dumps(body))
 
-        paginator._structure = flaky
-        for _ in range(3):
-            await anext(paginator)
-        with pytest.raises(RuntimeError):
-            await anext(paginator)
-        assert paginator.checkpoint["last_id"] == ids[2]
-        assert (await anext(paginator)).id == ids[3]
+    calls = 0
+
+    def flaky(item: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise RuntimeError("boom")
+        return str(item["id"])
+
+    tasks = TaskRegistry()
+    paginator: AsyncPaginator[str] = AsyncPaginator(
+        listing="/jobs",
+        fetch=fetch,
+        structure=flaky,
+        cursor=Cursor(page_size=10),
+        read_ahead=0,
+        tasks=tasks,
+    )
+    assert [await anext(paginator) for _ in range(3)] == ids[:3]
+    with pytest.raises(RuntimeError, match="boom"):
+        await anext(paginator)
+    assert paginator.checkpoint["last_id"] == ids[2]
+    assert await anext(paginator) == ids[3]
+    await paginator.aclose()
+    await tasks.aclose()
 
 
 async def test_page_checkpoint_after_any_count_resumes_right_after_it(serve: Any) -> None:
