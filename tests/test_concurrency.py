@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sieve_async import FunctionRef, SieveClient, SieveNotFoundError
+from sieve_async._tasks import TaskRegistry
 from sieve_async.testing import FakeSieve, Mutations
 
 pytestmark = pytest.mark.anyio
@@ -261,3 +262,35 @@ async def test_fanout_pages_and_stop(serve: Any) -> None:
         assert len(first_listing) <= 2
         with pytest.raises(ValueError, match="not among"):
             jobs.stop("x/y")
+
+
+@pytest.mark.parametrize("buffer_size", [1, 7, 1000])
+async def test_every_job_once_tagged_with_its_function(serve: Any, buffer_size: int) -> None:
+    """Jobs of every function arrive exactly once, each with the function it came from."""
+    functions = {f"sieve/fn{i}": 37 * i for i in range(6)}
+    async with serve(functions=functions, page_cap=25) as (fake, sieve):
+        got: dict[str, list[str]] = {name: [] for name in functions}
+        async with sieve.list_jobs_for_functions(
+            list(functions), concurrency=3, buffer_size=buffer_size
+        ) as jobs:
+            async for ref, job in jobs:
+                got[str(ref)].append(job.id)
+        for name in functions:
+            assert got[name] == [job["id"] for job in fake.jobs(name)]
+
+
+async def test_aclose_right_after_a_task_finished() -> None:
+    """A finished task whose done callbacks have not run yet does not make aclose spin."""
+    registry = TaskRegistry()
+
+    async def quick() -> int:
+        return 1
+
+    task = registry.spawn(quick())
+    await asyncio.sleep(0)  # the task finishes; its done callbacks are only scheduled
+    assert task.done()
+    assert len(registry) == 1
+    closing = registry.aclose()
+    with pytest.raises(StopIteration):
+        closing.send(None)  # finishes without needing the loop
+    assert len(registry) == 0

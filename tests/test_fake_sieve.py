@@ -1,4 +1,4 @@
-"""FakeSieve's pool_size: a long listing repeats a few distinct jobs, each with an id of its own."""
+"""FakeSieve itself: its pool of repeated jobs, and its in-memory transport."""
 
 from __future__ import annotations
 
@@ -45,3 +45,35 @@ def test_pool_size_must_be_positive() -> None:
     """pool_size=0 is refused at construction."""
     with pytest.raises(ValueError, match="pool_size"):
         FakeSieve(pool_size=0)
+
+
+async def test_in_memory_transport_serves_what_http_serves() -> None:
+    """The same listing, faults and request log through the in-memory transport as over HTTP;
+    a redirect to another origin and a hang-up are connection errors."""
+    from sieve_async import SieveClient, SieveConnectionError
+    from sieve_async.testing import Faults
+
+    fast = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
+    seen = []
+    for http in (True, False):
+        fake = FakeSieve(
+            functions={"sieve/a": 230}, page_cap=50, faults=Faults(schedule={1: "500", 3: "drop"})
+        )
+        options: dict[str, Any] = dict(fast)
+        if http:
+            await fake.start()
+        else:
+            options["transport"] = fake.transport()
+        async with SieveClient(api_key=fake.api_key, base_url=fake.url, **options) as sieve:
+            jobs = await sieve.list_function_jobs("sieve", "a", page_size=100).collect()
+            seen.append(([job.id for job in jobs], [(r.query, r.fault) for r in fake.requests]))
+        await fake.aclose()
+    assert seen[0] == seen[1]
+    assert len(seen[0][0]) == 230
+
+    elsewhere = FakeSieve(redirect_to="http://127.0.0.2:9")
+    async with SieveClient(
+        api_key=elsewhere.api_key, base_url=elsewhere.url, transport=elsewhere.transport(), **fast
+    ) as sieve:
+        with pytest.raises(SieveConnectionError, match=r"serves http://127\.0\.0\.1:0 only"):
+            await sieve.list_jobs().collect()
