@@ -165,6 +165,14 @@ def id_key(item: Any) -> Hashable:
 _ID_TYPES: Final = frozenset({str, int})
 
 
+def _check_next_offset(window: Window, page: RawPage) -> None:
+    if page.next_offset is not None and page.next_offset <= window.offset:
+        raise SievePaginationError(
+            f"the server answered offset {window.offset} with next_offset "
+            f"{page.next_offset}, which does not move forward; the listing would loop"
+        )
+
+
 def _keys_of(key: Callable[[Any], Hashable], items: list[Any]) -> list[Hashable]:
     """``[key(item) for item in items]``, with a faster path for ids that are all well formed."""
     if key is id_key:
@@ -385,22 +393,51 @@ class Cursor:
         if self.done:
             return NOTHING
         self.requests += 1
-        items = page.items
-        count = len(items)
-        self._largest_page = max(self._largest_page, count)
-        if page.next_offset is not None and page.next_offset <= window.offset:
-            raise SievePaginationError(
-                f"the server answered offset {window.offset} with next_offset "
-                f"{page.next_offset}, which does not move forward; the listing would loop"
-            )
-        keys = _keys_of(self._key, items)
-
-        skipped_overlap = self._skip_overlap
+        self._largest_page = max(self._largest_page, len(page.items))
+        _check_next_offset(window, page)
+        keys = _keys_of(self._key, page.items)
+        probing, self._skip_overlap = self._skip_overlap, False
+        expect_anchor = self.last_key is not None and window.offset < self.position
         # How far before the item last seen just before our position this window starts.
         behind = self.position - 1 - window.offset
-        self._skip_overlap = False
-        expect_anchor = self.last_key is not None and window.offset < self.position
         anchor = self._find_anchor(keys)
+        unplaced = self._unplaced(window, page, anchor, expect_anchor, probing)
+        if unplaced is not None:
+            return unplaced
+        accepted = self._accept(window, page.items, keys, anchor)
+        if page.shape == ENVELOPE:
+            ended, probe = self._envelope_end(window, page, anchor, expect_anchor)
+        else:
+            ended, probe = self._bare_end(
+                window, keys, anchor, accepted, behind, expect_anchor=expect_anchor, probing=probing
+            )
+        last = keys[-1] if keys else None
+        self._tail_key = last if last in self._rank else None
+        if ended or (self.max_items is not None and self.accepted >= self.max_items):
+            self.done = True
+            return accepted
+        if probe:
+            self._skip_overlap = True
+        elif probing or self._single_item_pages:
+            self._single_item_pages = len(accepted.keys) == 1 and window.limit != 1
+        self._check_progress(window, page)
+        return accepted
+
+    def _asked(self, window: Window) -> int:
+        # Without a limit the server's default page length is unknown: the longest page seen.
+        return window.limit or max(self._largest_page, 2)
+
+    def _unplaced(
+        self,
+        window: Window,
+        page: RawPage,
+        anchor: int | None,
+        expect_anchor: bool,
+        probing: bool,
+    ) -> Accepted | None:
+        """What to do with a page that does not show where we stand (nothing to deliver from
+        it), or ``None`` when it is placed."""
+        count = len(page.items)
         if anchor is None and expect_anchor and (count or window.offset):
             if window.offset > 0:
                 return self._search_back(window)
@@ -416,13 +453,20 @@ class Cursor:
                 return self._scan_on(window, page)
             # Found one: this page is placed by it.
             self._scan = False
-        if skipped_overlap and anchor is None and count >= 2 and self.last_key is not None:
+        if probing and anchor is None and count >= 2 and self.last_key is not None:
             # The probe found items but nothing to place them by: they follow the last item
             # delivered only if the list did not move. The overlapping window checks that.
             return self._stall(window, page)
         self._search_offset = None
         self._search_step = 0
+        return None
 
+    def _accept(
+        self, window: Window, items: list[Any], keys: list[Hashable], anchor: int | None
+    ) -> Accepted:
+        """The items of a placed page that follow its anchor and were never delivered; move
+        ``position`` to the end of the page and remember what is delivered."""
+        count = len(items)
         start = 0 if anchor is None else anchor + 1
         after = window.offset + 1
         fresh_keys: list[Hashable] = keys[start:] if start else keys
@@ -434,9 +478,7 @@ class Cursor:
             fresh_items = items[start:] if start else items
             positions = range(after + start, after + count)
         else:
-            fresh = [
-                i for i in _first_copies(keys) if i >= start and keys[i] not in rank
-            ]
+            fresh = [i for i in _first_copies(keys) if i >= start and keys[i] not in rank]
             fresh_keys = [keys[i] for i in fresh]
             fresh_items = [items[i] for i in fresh]
             positions = [after + i for i in fresh]
@@ -447,15 +489,18 @@ class Cursor:
                 fresh_keys[:room],
                 positions[:room],
             )
+        # Before the page is remembered, which may forget the anchor.
         anchor_rank = -1 if anchor is None else rank[keys[anchor]]
-
-        accepted = Accepted(fresh_items, fresh_keys, positions)
         self.position = window.offset + count
+        self._note_progress(fresh_keys, anchor_rank)
+        return Accepted(fresh_items, fresh_keys, positions)
+
+    def _note_progress(self, fresh_keys: list[Hashable], anchor_rank: int) -> None:
         if fresh_keys:
             self._remember_page(fresh_keys)
             self.last_key = fresh_keys[-1]
             self.accepted += len(fresh_keys)
-            self._anchor_rank = rank[self.last_key]
+            self._anchor_rank = self._rank[self.last_key]
             self._idle = self._stalls = 0
         elif anchor_rank > self._anchor_rank:
             # Nothing new, but anchored on a later delivered item than before: getting closer.
@@ -465,59 +510,88 @@ class Cursor:
             self._idle += 1
             self._stalls += 1
 
-        # Without a limit the server's default page length is unknown: the longest page seen.
-        asked = window.limit or max(self._largest_page, 2)
-        if page.shape == ENVELOPE:
-            ended = page.is_end
-            # Only the overlap item came back while more follows: a server answering one item
-            # per page. Ask next at our position, without the overlap item.
-            probe = count == 1 and anchor == 0 and expect_anchor
-            if not ended and 2 <= count < min(asked, self._cap or asked):
-                self._cap = count
+    def _envelope_end(
+        self, window: Window, page: RawPage, anchor: int | None, expect_anchor: bool
+    ) -> tuple[bool, bool]:
+        """Whether an envelope ends the listing, and whether to probe at our position next."""
+        count = len(page.items)
+        asked = self._asked(window)
+        ended = page.is_end
+        # Only the overlap item came back while more follows: a server answering one item per
+        # page. Ask next at our position, without the overlap item.
+        probe = count == 1 and anchor == 0 and expect_anchor
+        if not ended and 2 <= count < min(asked, self._cap or asked):
+            self._cap = count
+        return ended, probe
+
+    def _bare_end(
+        self,
+        window: Window,
+        keys: list[Hashable],
+        anchor: int | None,
+        accepted: Accepted,
+        behind: int,
+        *,
+        expect_anchor: bool,
+        probing: bool,
+    ) -> tuple[bool, bool]:
+        """Whether a bare array ends the listing, and whether to probe at our position next.
+
+        A bare array has no end marker. It ends at an empty page asked for at our position, or
+        at the head (everything left); at a probe at our position that shows only items already
+        delivered (jobs landing at the head pushed them there: nothing follows them either); or
+        at a short page that cannot have been cut by the server's cap (`_short_page_end`).
+        """
+        count = len(keys)
+        end_seen_at, self._end_seen_at = self._end_seen_at, None
+        if not keys:
+            ended, probe = not expect_anchor or window.offset == 0, False
+        elif probing and anchor is not None and not accepted.keys:
+            ended, probe = True, False
         else:
-            # A bare array has no end marker. It ends at an empty page asked for at our
-            # position, or at the head (everything left); or at a page shorter than asked that
-            # ends at an item already delivered, when that page cannot have been cut short by
-            # the server's cap:
-            # - a page of one item, from a server that has sent longer pages;
-            # - a page ending at the item last seen just before our position, asked for at
-            #   most half its length before that place. That item moved on only by the jobs
-            #   that landed at the head since, fewer than half of any page the server sends
-            #   (the documented rate), so a page the cap cut would show what follows it.
-            ended = count == 0 and (not expect_anchor or window.offset == 0)
-            # A probe at our position that shows only items already delivered (jobs landing at
-            # the head pushed them there) finds nothing after them either.
-            ended = ended or (skipped_overlap and anchor is not None and not fresh_keys)
-            probe = False
-            end_seen_at, self._end_seen_at = self._end_seen_at, None
-            at_delivered = anchor is not None and anchor == count - 1
-            # Shorter than asked, and than the shortest page after which more came.
-            short = count < asked and (self._cap is None or count < self._cap)
-            if not ended and at_delivered and short:
-                if count == 1:
-                    # Unless the server has sent longer pages, this may be one that answers
-                    # one item per page: the next window, at our position, tells.
-                    ended = self._largest_page >= 2
-                    probe = not ended and expect_anchor
-                elif keys[-1] == self._tail_key and behind >= 0:
-                    # Asked for further back, a cut page cannot be told from the end by one
-                    # look; the same end seen again in a row settles it.
-                    ended = 2 * behind < count or end_seen_at == keys[-1]
-                    self._end_seen_at = keys[-1]
-            if fresh_keys and self._maybe_cap is not None:
-                self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
-            self._maybe_cap = count if fresh_keys and count >= 2 else None
-        last = keys[-1] if keys else None
-        self._tail_key = last if last in self._rank else None
-        if ended or (self.max_items is not None and self.accepted >= self.max_items):
-            self.done = True
-            return accepted
-        if probe:
-            self._skip_overlap = True
-        elif skipped_overlap or self._single_item_pages:
-            self._single_item_pages = len(fresh_keys) == 1 and window.limit != 1
-        self._check_progress(window, page)
-        return accepted
+            ended, probe = self._short_page_end(
+                window, keys, anchor, behind, end_seen_at, expect_anchor=expect_anchor
+            )
+        if accepted.keys and self._maybe_cap is not None:
+            self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
+        self._maybe_cap = count if accepted.keys and count >= 2 else None
+        return ended, probe
+
+    def _short_page_end(
+        self,
+        window: Window,
+        keys: list[Hashable],
+        anchor: int | None,
+        behind: int,
+        end_seen_at: Hashable | None,
+        *,
+        expect_anchor: bool,
+    ) -> tuple[bool, bool]:
+        """A bare page shorter than asked that ends at an item already delivered is the end
+        when the server's cap cannot have cut it:
+
+        - a page of one item, from a server that has sent longer pages;
+        - a page ending at the item last seen just before our position, asked for at most half
+          its length before that place. That item moved on only by the jobs that landed at the
+          head since, fewer than half of any page the server sends (the documented rate), so a
+          page the cap cut would show what follows it. Asked for further back, the same end
+          seen twice in a row settles it.
+        """
+        count = len(keys)
+        at_delivered = anchor is not None and anchor == count - 1
+        # Shorter than asked, and than the shortest page after which more came.
+        short = count < self._asked(window) and (self._cap is None or count < self._cap)
+        if not (at_delivered and short):
+            return False, False
+        if count == 1:
+            # Unless the server has sent longer pages, this may be one that answers one item
+            # per page: the next window, at our position, tells.
+            ended = self._largest_page >= 2
+            return ended, not ended and expect_anchor
+        if keys[-1] == self._tail_key and behind >= 0:
+            self._end_seen_at = keys[-1]
+            return 2 * behind < count or end_seen_at == keys[-1], False
+        return False, False
 
     def _shows_the_end(self, window: Window, page: RawPage) -> bool:
         """The page reaches the end of the list: the envelope says so, or a bare page came
