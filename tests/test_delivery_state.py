@@ -42,8 +42,9 @@ async def test_items_then_pages_then_items(serve: Any) -> None:
         assert paginator.checkpoint["offset"] == 450
 
 
-async def test_item_that_fails_to_structure_stays_undelivered(serve: Any) -> None:
-    """A delivery that raises leaves the checkpoint before that item."""
+@pytest.mark.parametrize("failing", [4, 11])
+async def test_item_that_fails_to_structure_stays_undelivered(serve: Any, failing: int) -> None:
+    """A delivery that raises leaves the checkpoint before that item, mid-page or a page's first."""
     async with serve(functions={"sieve/a": 20}) as (fake, sieve):
         ids = [job["id"] for job in fake.jobs("sieve/a")]
         paginator = sieve.list_function_jobs("sieve", "a", page_size=10)
@@ -53,14 +54,14 @@ async def test_item_that_fails_to_structure_stays_undelivered(serve: Any) -> Non
         def flaky(item: Any) -> Any:
             nonlocal calls
             calls += 1
-            if calls == 4:
+            if calls == failing:
                 raise RuntimeError("boom")
             return structure(item)
 
         paginator._structure = flaky
-        for _ in range(3):
+        for _ in range(failing - 1):
             await anext(paginator)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match=r"^boom$"):
             await anext(paginator)
-        assert paginator.checkpoint["last_id"] == ids[2]
-        assert (await anext(paginator)).id == ids[3]
+        assert paginator.checkpoint["last_id"] == ids[failing - 2]
+        assert (await anext(paginator)).id == ids[failing - 1]
