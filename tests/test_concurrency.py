@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections import Counter
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from sieve_async import FunctionRef, SieveClient, SieveNotFoundError
 from sieve_async._tasks import TaskRegistry
@@ -107,17 +110,24 @@ async def test_not_found_raises_and_cancels_the_rest(serve: Any) -> None:
         assert len(fake.requests) == requests
 
 
-async def test_not_found_continue_reports_failure(serve: Any) -> None:
-    """Under on_error='continue' every other function's jobs arrive and the failure is listed."""
+async def test_not_found_continue_reports_failure(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under on_error='continue' every other function's jobs arrive; the failure is listed and
+    logged as a warning naming the listing and the error."""
     names = [*list(FIFTY)[:6], "org0/missing"]
     async with serve(functions=dict.fromkeys(names[:6], 130), page_cap=50) as (fake, sieve):
         jobs = sieve.list_jobs_for_functions(names, concurrency=3, on_error="continue")
-        ids = [job.id async for _, job in jobs]
+        with caplog.at_level(logging.WARNING, logger="sieve_async"):
+            ids = [job.id async for _, job in jobs]
         assert sorted(ids) == sorted(job["id"] for n in names[:6] for job in fake.jobs(n))
         assert [(str(ref), type(err)) for ref, err in jobs.failures] == [
             ("org0/missing", SieveNotFoundError)
         ]
         assert len(jobs.completed) == 6
+        error = jobs.failures[0][1]
+        warnings = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sieve_async"]
+        assert warnings == [(logging.WARNING, f"listing org0/missing failed: {error}")]
 
 
 async def test_closing_client_stops_an_unclosed_fanout() -> None:
@@ -294,3 +304,193 @@ async def test_aclose_right_after_a_task_finished() -> None:
     with pytest.raises(StopIteration):
         closing.send(None)  # finishes without needing the loop
     assert len(registry) == 0
+
+
+async def test_fanout_stop_mid_page_hands_out_nothing_more_of_that_listing(serve: Any) -> None:
+    """stop() on the listing whose page is being handed out drops the rest of that page."""
+    a, b = "sieve/a", "sieve/b"
+    async with serve(functions={a: 200, b: 200}, page_cap=40) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions([a, b], concurrency=1)
+        seen: dict[str, list[str]] = {a: [], b: []}
+        async for ref, job in jobs:
+            seen[str(ref)].append(job.id)
+            if str(ref) == a and len(seen[a]) == 5:
+                jobs.stop(ref)
+                assert a in {str(r) for r in jobs.done}
+                assert jobs.checkpoints[a] == "done"
+        assert seen[a] == [job["id"] for job in fake.jobs(a)][:5]
+        assert seen[b] == [job["id"] for job in fake.jobs(b)]
+        assert jobs.checkpoints == {a: "done", b: "done"}
+        assert {str(r) for r in jobs.completed} == {b}, "the stopped listing was not read out"
+
+
+async def test_fanout_stop_of_another_listing_keeps_the_current_page(serve: Any) -> None:
+    """stop() on one listing leaves the page of another being handed out whole."""
+    a, b = "sieve/a", "sieve/b"
+    async with serve(functions={a: 200, b: 200}, page_cap=40) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions([a, b], concurrency=1)
+        seen: dict[str, list[str]] = {a: [], b: []}
+        async for ref, job in jobs:
+            seen[str(ref)].append(job.id)
+            if str(ref) == a and len(seen[a]) == 5:
+                jobs.stop(b)
+        assert seen[a] == [job["id"] for job in fake.jobs(a)]
+        assert seen[b] == [job["id"] for job in fake.jobs(b)][: len(seen[b])]
+        assert len(seen[b]) % 40 == 0, "pages of the stopped listing came whole or not at all"
+        assert jobs.checkpoints == {a: "done", b: "done"}
+
+
+async def test_fanout_after_aclose_yields_nothing_and_keeps_its_checkpoints(serve: Any) -> None:
+    """After aclose(), items and pages give nothing, nothing is sent, checkpoints stand still."""
+    a, b = "sieve/a", "sieve/b"
+    async with serve(functions={a: 200, b: 200}, page_cap=40) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions([a, b], concurrency=2)
+        taken = [pair async for pair in _take(jobs, 10)]
+        ref = taken[0][0]
+        await jobs.aclose()
+        checkpoints = jobs.checkpoints
+        assert checkpoints[str(ref)]["offset"] == 10
+        assert checkpoints[str(ref)]["last_id"] == taken[-1][1].id
+        sent = len(fake.requests)
+        assert [pair async for pair in jobs] == []
+        assert [page async for page in jobs.pages()] == []
+        assert len(fake.requests) == sent
+        assert jobs.checkpoints == checkpoints
+        assert running_tasks(sieve) == 0
+        await jobs.aclose()
+        rest = sieve.list_jobs_for_functions([a, b], resume=checkpoints)
+        ids = [job.id for _, job in taken] + [job.id async for _, job in rest]
+        assert sorted(ids) == sorted(job["id"] for n in (a, b) for job in fake.jobs(n))
+
+
+@pytest.mark.parametrize("by_pages", [False, True])
+async def test_fanout_closed_before_iteration_sends_nothing(serve: Any, by_pages: bool) -> None:
+    """A fan-out closed before it was iterated never starts: nothing handed out, nothing sent."""
+    async with serve(functions={"sieve/a": 50}, page_cap=20) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions(["sieve/a"])
+        await jobs.aclose()
+        assert [item async for item in (jobs.pages() if by_pages else jobs)] == []
+        assert fake.requests == []
+        assert jobs.checkpoints == {}
+        assert running_tasks(sieve) == 0
+
+
+async def _take(jobs: Any, count: int) -> Any:
+    """The first ``count`` pairs of a fan-out, as an async iterator that stops there."""
+    taken = 0
+    async for pair in jobs:
+        yield pair
+        taken += 1
+        if taken == count:
+            return
+
+
+@pytest.mark.parametrize("read_ahead", [1, 3])
+async def test_read_ahead_never_asks_for_a_window_twice(serve: Any, read_ahead: int) -> None:
+    """On a list that stays still, every request of a read-ahead listing asks a new window."""
+    async with serve(functions={"sieve/a": 200}, latency=0.002) as (fake, sieve):
+        original = [job["id"] for job in fake.jobs("sieve/a")]
+        paginator = sieve.list_function_jobs("sieve", "a", page_size=20, read_ahead=read_ahead)
+        async with paginator:
+            assert [job.id async for job in paginator] == original
+        windows = [(r.query["offset"], r.query["limit"]) for r in fake.listing_requests()]
+        assert len(set(windows)) == len(windows), windows
+        # Each window after the first starts at the last job delivered: 19 new jobs a page.
+        assert [int(offset) for offset, _ in windows][:11] == [0, *range(19, 200, 19)]
+        assert paginator.requests == 11
+
+
+async def test_fanout_repr_and_listings_resumed_as_done(serve: Any) -> None:
+    """repr() names the size; a listing resumed as 'done' is done from the start, never asked."""
+    a, b = "sieve/a", "sieve/b"
+    async with serve(functions={a: 60, b: 60}, page_cap=25) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions([a, b], concurrency=3, resume={a: "done"})
+        assert repr(jobs) == "<FanOut 2 listings, concurrency=3>"
+        assert set(jobs.done) == {FunctionRef.parse(a)}
+        assert jobs.checkpoints == {a: "done"}
+        pairs = [(str(ref), job.id) async for ref, job in jobs]
+        assert pairs == [(b, job["id"]) for job in fake.jobs(b)]
+        assert set(jobs.done) == {FunctionRef.parse(a), FunctionRef.parse(b)}
+        assert jobs.completed == [FunctionRef.parse(b)]
+        assert not any("/sieve/a/" in r.path for r in fake.requests)
+
+
+async def test_fanout_pages_after_items_start_with_the_rest_of_the_page(serve: Any) -> None:
+    """pages() after some jobs were taken one by one hands out the rest of that page first."""
+    a, b = "sieve/a", "sieve/b"
+    async with serve(functions={a: 100, b: 100}, page_cap=40) as (fake, sieve):
+        jobs = sieve.list_jobs_for_functions([a, b], concurrency=1)
+        first = [await anext(jobs) for _ in range(5)]
+        ref = first[0][0]
+        ids = [job["id"] for job in fake.jobs(str(ref))]
+        assert [job.id for r, job in first if r == ref] == ids[:5]
+        page_ref, rest = await anext(jobs.pages())
+        assert page_ref == ref
+        assert [job.id for job in rest] == ids[5:40]
+        assert jobs.checkpoints[str(ref)]["offset"] == 40
+        seen: dict[str, list[str]] = {a: [], b: []}
+        seen[str(ref)] = ids[:40]
+        async for r, page in jobs.pages():
+            seen[str(r)] += [job.id for job in page]
+        assert seen == {name: [job["id"] for job in fake.jobs(name)] for name in (a, b)}
+
+
+@pytest.mark.parametrize("taken", [3, 40, 43, 85])
+async def test_fanout_checkpoint_carries_recent_ids_across_pages(serve: Any, taken: int) -> None:
+    """A fan-out checkpoint names the last job handed out and the 7 before it, across pages."""
+    async with serve(functions={"sieve/a": 120}, page_cap=40) as (fake, sieve):
+        ids = [job["id"] for job in fake.jobs("sieve/a")]
+        listing = sieve.list_function_jobs("sieve", "a").listing
+        async with sieve.list_jobs_for_functions(["sieve/a"]) as jobs:
+            got = [(await anext(jobs))[1].id for _ in range(taken)]
+            checkpoint = jobs.checkpoints["sieve/a"]
+        assert got == ids[:taken]
+        assert checkpoint == {
+            "version": 1,
+            "listing": listing,
+            "offset": taken,
+            "last_id": ids[taken - 1],
+            "recent": ids[max(0, taken - 8) : taken - 1],
+        }
+        assert jobs.checkpoints["sieve/a"] == checkpoint, "closing keeps what was handed out"
+
+
+async def test_fanout_stop_drops_a_page_of_that_listing_already_on_its_way() -> None:
+    """A page of a listing queued for the consumer when stop() is called is never handed out."""
+    ids = [f"job-{i:03d}" for i in range(100)]
+    third_request = asyncio.Event()
+    asked = 0
+
+    async def jobs_route(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        if asked == 3:
+            # The producer asks for a third page only once its second is queued.
+            third_request.set()
+        offset = int(request.query["offset"])
+        limit = min(int(request.query.get("limit", "20")), 20)
+        page = ids[offset : offset + limit]
+        end = offset + len(page) >= len(ids)
+        body = {"data": [{"id": i} for i in page], "next_offset": -1 if end else offset + len(page)}
+        return web.Response(body=json.dumps(body), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v2/functions/{owner}/{name}/jobs", jobs_route)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with SieveClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as sieve:
+            jobs = sieve.list_jobs_for_functions(["o/f"], buffer_size=1)
+            taken = [(await anext(jobs))[1].id for _ in range(5)]
+            await third_request.wait()
+            jobs.stop("o/f")
+            taken += [job.id async for _, job in jobs]
+            assert taken == ids[:5]
+            assert jobs.checkpoints == {"o/f": "done"}
+            assert jobs.completed == []
+            assert running_tasks(sieve) == 0
+    finally:
+        await runner.cleanup()

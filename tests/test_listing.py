@@ -126,3 +126,19 @@ async def test_own_session_is_used_and_left_open() -> None:
         assert not session.closed
         async with session.get(fake.url + "/v2/functions") as response:
             assert response.status == 401, "the session itself holds no key"
+
+
+async def test_repr_names_the_listing_and_the_offset_delivered(serve: Any) -> None:
+    """repr() shows the listing and how far it has been delivered, item by item and by page."""
+    async with serve(functions={"sieve/a": 250}) as (_fake, sieve):
+        paginator = sieve.list_function_jobs("sieve", "a", page_size=100)
+        assert repr(paginator) == "<AsyncPaginator /v2/functions/sieve/a/jobs at offset 0>"
+        for _ in range(3):
+            await anext(paginator)
+        assert repr(paginator) == "<AsyncPaginator /v2/functions/sieve/a/jobs at offset 3>"
+        await anext(paginator.pages())
+        assert repr(paginator) == "<AsyncPaginator /v2/functions/sieve/a/jobs at offset 100>"
+        finished = sieve.list_function_jobs("sieve", "a", status="finished")
+        assert repr(finished) == (
+            "<AsyncPaginator /v2/functions/sieve/a/jobs?status=finished at offset 0>"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -121,3 +122,14 @@ async def test_max_items_never_asks_for_more_than_page_size(
         for request in requests:
             # The overlap of one item may come on top of what is still wanted.
             assert int(request.query["limit"]) <= min(page_size, max_items + 1), request.query
+
+
+@pytest.mark.parametrize("value", [[1], "abc", 3, ("offset", 3)])
+async def test_resume_that_is_not_a_dict_names_what_it_got(serve: Any, value: Any) -> None:
+    """resume= given something other than a checkpoint dict: ValueError quoting it, no request."""
+    async with serve(functions={"sieve/a": 10}) as (fake, sieve):
+        with pytest.raises(
+            ValueError, match=re.escape(f"takes a paginator's .checkpoint, got {value!r}")
+        ):
+            sieve.list_function_jobs("sieve", "a", resume=value)
+        assert fake.requests == []
