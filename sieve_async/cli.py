@@ -196,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ex.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "start over into an output left by an interrupted or failed export (without it, or "
+            "--resume, such an output is refused)"
+        ),
+    )
+    ex.add_argument(
         "--csv-raw-formulas",
         action="store_true",
         help=(
@@ -401,17 +409,37 @@ def _summary(result: ExportResult, target: str) -> str:
 # -- export ----------------------------------------------------------------------------------
 
 
+#: Output suffixes and the format each stands for; another suffix needs --format.
+_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
 def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
     if args.format:
         return str(args.format)
-    if path is not None and path.suffix.lower() in (".csv", ".parquet"):
-        return path.suffix.lower()[1:]
-    return "jsonl"
+    # No suffix (stdout, /dev/null, a named pipe, "jobs") means JSONL, as documented; a suffix
+    # that names some other format (out.xlsx, out.json, out.jsonl.gz) is not silently JSONL.
+    if path is None or not path.suffix:
+        return "jsonl"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(_SUFFIXES)
+        raise UsageError(
+            f"cannot tell the format of {path} from its suffix {path.suffix!r} (known: {known}); "
+            "pass --format jsonl, csv or parquet"
+        )
+    return fmt
 
 
 def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
     if not args.functions and not args.all_functions:
         raise UsageError("name at least one OWNER/FUNCTION, or pass --all-functions")
+    if args.functions and args.all_functions:
+        raise UsageError(
+            "--all-functions exports every function the key can see; pass it or name functions, "
+            "not both"
+        )
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the output and --overwrite starts it over: pick one")
     path = None if args.output in (None, "-") else Path(args.output)
     fmt = _pick_format(args, path)
     if fmt == "parquet":
@@ -536,9 +564,22 @@ async def _functions_to_export(
     return list(dict.fromkeys(refs))
 
 
+def _refuse_unfinished_output(path: Path, args: argparse.Namespace) -> None:
+    """Refuse to write over the output of an export that did not finish, unless asked to."""
+    state = state_path_for(path)
+    if args.resume or args.overwrite or not (path.exists() and state.exists()):
+        return
+    raise UsageError(
+        f"{path} holds an export that did not finish (its resume state is {state}): add "
+        "--resume to continue it, or --overwrite to start over"
+    )
+
+
 async def _export_to(
     path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
 ) -> int:
+    if path is not None:
+        _refuse_unfinished_output(path, args)
     params = _params(args, fmt)
     resume = _load_resume_state(path, params) if args.resume and path is not None else None
     state = None if resume is None else resume[0]

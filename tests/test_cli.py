@@ -574,3 +574,76 @@ def test_main_tunes_the_collector_for_an_export(
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert calls == []
+
+
+def test_unfinished_output_is_refused_without_resume_or_overwrite(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """An output whose export did not finish is neither resumed nor overwritten by accident:
+    exit 2 naming both ways on; --overwrite starts over, --resume continues."""
+    out = tmp_path / "jobs.jsonl"
+    args, state = failed_export_with_state(run, fake, out)
+    before = out.read_bytes()
+
+    again = run(*args, env=fake.variables())
+    assert again.returncode == 2, again.stderr
+    assert f"{out} holds an export that did not finish" in again.stderr
+    assert "add --resume to continue it, or --overwrite to start over" in again.stderr
+    assert out.read_bytes() == before
+    assert state.exists()
+
+    both = run(*args, "--resume", "--overwrite", env=fake.variables())
+    assert both.returncode == 2
+    assert "pick one" in both.stderr
+
+    over = run("export", fake.functions[1], "-o", str(out), "--overwrite", env=fake.variables())
+    assert over.returncode == 0, over.stderr
+    assert {line[FUNCTION_KEY] for line in read_jsonl(out)} == {fake.functions[1]}
+    assert len(read_jsonl(out)) == JOBS
+    assert not state.exists()
+    # A finished output has no state beside it: writing over it needs no flag.
+    plain = run("export", fake.functions[2], "-o", str(out), env=fake.variables())
+    assert plain.returncode == 0, plain.stderr
+    assert {line[FUNCTION_KEY] for line in read_jsonl(out)} == {fake.functions[2]}
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "out.json", "out.jsonl.gz"])
+def test_unknown_suffix_needs_format(fake: ServedFake, run: Run, tmp_path: Path, name: str) -> None:
+    """An output suffix that is not .jsonl, .ndjson, .csv or .parquet exits 2 asking for
+    --format, and writes nothing; with --format the same file is written."""
+    out = tmp_path / name
+    args = ("export", fake.functions[0], "--max-jobs", "5", "-o", str(out))
+    result = run(*args, env=fake.variables())
+    assert result.returncode == 2
+    suffix = out.suffix
+    assert f"from its suffix {suffix!r}" in result.stderr
+    assert "pass --format jsonl, csv or parquet" in result.stderr
+    assert not out.exists()
+    result = run(*args, "--format", "jsonl", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == 5
+
+
+@pytest.mark.parametrize(("name", "first"), [("jobs", b"{"), ("jobs.NDJSON", b"{")])
+def test_no_suffix_or_ndjson_is_jsonl(
+    fake: ServedFake, run: Run, tmp_path: Path, name: str, first: bytes
+) -> None:
+    """No suffix at all, or .ndjson in any case, means JSONL."""
+    out = tmp_path / name
+    result = run(
+        "export", fake.functions[0], "--max-jobs", "3", "-o", str(out), env=fake.variables()
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(first)
+    assert len(read_jsonl(out)) == 3
+
+
+def test_names_with_all_functions_are_refused(fake: ServedFake, run: Run, tmp_path: Path) -> None:
+    """Function names together with --all-functions exit 2 instead of exporting everything."""
+    out = tmp_path / "jobs.jsonl"
+    result = run(
+        "export", fake.functions[0], "--all-functions", "-o", str(out), env=fake.variables()
+    )
+    assert result.returncode == 2
+    assert "pass it or name functions, not both" in result.stderr
+    assert not out.exists()
