@@ -25,7 +25,17 @@ from typing import IO, Any, Final
 
 from . import __version__
 from ._client import SieveClient
-from ._exceptions import SieveConfigError, SieveError
+from ._exceptions import (
+    SieveAuthenticationError,
+    SieveConfigError,
+    SieveConnectionError,
+    SieveDecodeError,
+    SieveError,
+    SieveNotFoundError,
+    SievePermissionError,
+    SieveRateLimitError,
+    SieveServerError,
+)
 from ._export import (
     FORMATS,
     FUNCTION_KEY,
@@ -613,10 +623,44 @@ async def _export_to(
             )
     _report(result, target)
     if result.failures:
-        if path is not None and state is not None:
-            _error("run the same command with --resume to retry the failed listings")
+        for line in _advice([error for _, error in result.failures], resumable=state is not None):
+            _error(line)
         return EXIT_FAILED
     return EXIT_OK
+
+
+#: Failures that may pass by themselves: a later attempt can succeed where this one gave up.
+_TRANSIENT: Final = (SieveServerError, SieveRateLimitError, SieveConnectionError, SieveDecodeError)
+
+
+def _advice(errors: Sequence[BaseException], *, resumable: bool) -> list[str]:
+    """What to do about ``errors``, one line per kind of failure, in a fixed order.
+
+    Only a failure that may pass by itself (5xx, 429, timeouts, connections, a cut body) is
+    worth running again; a rejected key or an unknown name fails the same way every time.
+    """
+    kinds = {type(error) for error in errors}
+    lines = []
+    if any(issubclass(kind, SieveAuthenticationError) for kind in kinds):
+        lines.append("the server refused the API key (401): check SIEVE_API_KEY")
+    if any(issubclass(kind, SievePermissionError) for kind in kinds):
+        lines.append(
+            "the API key may not read those jobs (403): use a key of the organization that "
+            "owns the function"
+        )
+    if any(issubclass(kind, SieveNotFoundError) for kind in kinds):
+        lines.append(
+            "no such function (404): check the OWNER/FUNCTION name, or pass --all-functions "
+            "to export every function the key can see"
+        )
+    if any(issubclass(kind, _TRANSIENT) for kind in kinds):
+        lines.append(
+            "the server or the network failed (after retries): run the same command with "
+            "--resume to retry the failed listings"
+            if resumable
+            else "the server or the network failed (after retries): run the command again later"
+        )
+    return lines
 
 
 # -- demo and fake server --------------------------------------------------------------------
@@ -765,6 +809,13 @@ def _execute(args: argparse.Namespace) -> int:
         return _dispatch(args)
 
 
+def _has_state(args: argparse.Namespace) -> bool:
+    """Whether an interrupted ``export`` left a resume state to continue from."""
+    if args.command != "export" or args.output in (None, "-"):
+        return False
+    return state_path_for(Path(args.output)).exists()
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     live: list[ExportResult] = []
     try:
@@ -775,9 +826,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(lambda: _fake_server_command(args))
     except KeyboardInterrupt:
         done = f" after {live[0].total_jobs:,} jobs" if live else ""
-        resume = (
-            " (run the same command with --resume to continue)" if args.command == "export" else ""
-        )
+        resume = " (run the same command with --resume to continue)" if _has_state(args) else ""
         _error(f"interrupted{done}{resume}")
         return EXIT_INTERRUPTED
     except (SieveConfigError, UsageError, StateError, OutputLockedError) as exc:
@@ -785,6 +834,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except SieveError as exc:
         _error(str(exc))
+        for line in _advice([exc], resumable=False):
+            _error(line)
         return EXIT_FAILED
     except BrokenPipeError:
         # The reader of stdout went away (``| head``): stop quietly, as other tools do.

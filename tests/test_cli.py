@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from sieve_async import cli
-from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
+from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults
 
 CLI = str(Path(sys.executable).parent / "sieve-async")
 FUNCTION_KEY = "_sieve_function"
@@ -647,3 +647,52 @@ def test_names_with_all_functions_are_refused(fake: ServedFake, run: Run, tmp_pa
     assert result.returncode == 2
     assert "pass it or name functions, not both" in result.stderr
     assert not out.exists()
+
+
+def test_a_rejected_key_says_check_the_key_not_resume(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """401: the advice names SIEVE_API_KEY, and never --resume (it cannot help)."""
+    out = tmp_path / "jobs.jsonl"
+    env = {**fake.variables(), "SIEVE_API_KEY": "sk-wrong"}
+    result = run("export", *fake.functions[:2], "-o", str(out), env=env)
+    assert result.returncode == 1
+    assert "the server refused the API key (401): check SIEVE_API_KEY" in result.stderr
+    assert "--resume" not in result.stderr
+    assert "sk-wrong" not in result.stderr
+    # --all-functions fails at its first request, before any listing: the same advice.
+    listing = run("export", "--all-functions", "-o", str(out), "--overwrite", env=env)
+    assert listing.returncode == 1
+    assert "check SIEVE_API_KEY" in listing.stderr
+    assert "--resume" not in listing.stderr
+
+
+def test_an_unknown_function_says_check_the_name_not_resume(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """404: the advice is to check the name, not --resume."""
+    result = run("export", "acme/nope", "-o", str(tmp_path / "jobs.jsonl"), env=fake.variables())
+    assert result.returncode == 1
+    assert "no such function (404): check the OWNER/FUNCTION name" in result.stderr
+    assert "--resume" not in result.stderr
+
+
+def test_a_server_that_keeps_failing_says_resume(run: Run, tmp_path: Path) -> None:
+    """A listing that still fails after the retries (429 here) is worth running again: to a
+    file, with --resume; to stdout, which cannot resume, just again."""
+    served = ServedFake(1, 10, faults=Faults(rate=1.0, kinds=("429",)))
+    try:
+        out = tmp_path / "jobs.jsonl"
+        result = run("export", *served.functions, "-o", str(out), env=served.variables())
+        assert result.returncode == 1
+        assert (
+            "the server or the network failed (after retries): run the same command with "
+            "--resume to retry the failed listings"
+        ) in result.stderr
+        assert "SIEVE_API_KEY" not in result.stderr
+        to_stdout = run("export", *served.functions, env=served.variables())
+        assert to_stdout.returncode == 1
+        assert "run the command again later" in to_stdout.stderr
+        assert "--resume" not in to_stdout.stderr
+    finally:
+        served.stop()
