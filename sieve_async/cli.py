@@ -54,6 +54,7 @@ from ._export import (
     verify_output,
 )
 from ._models import FunctionRef
+from ._policy import check_base_url
 from ._validate import STATUSES
 from .testing import FakeSieve, Faults
 
@@ -203,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "continue an interrupted export of the same arguments into the same file (refused "
             "if the part already written has changed since)"
+        ),
+    )
+    ex.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help=(
+            "accept a plain http:// SIEVE_API_URL to a host that is not loopback (the API key "
+            "then travels unencrypted)"
         ),
     )
     ex.add_argument(
@@ -440,6 +449,19 @@ def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
     return fmt
 
 
+def _refused_as_insecure(url: str) -> bool:
+    """Whether the client refuses ``url`` only because it is plain HTTP to a remote host."""
+    try:
+        check_base_url(url, allow_insecure_http=False)
+    except SieveConfigError:
+        try:
+            check_base_url(url, allow_insecure_http=True)
+        except SieveConfigError:
+            return False
+        return True
+    return False
+
+
 def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
     if not args.functions and not args.all_functions:
         raise UsageError("name at least one OWNER/FUNCTION, or pass --all-functions")
@@ -447,6 +469,12 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
         raise UsageError(
             "--all-functions exports every function the key can see; pass it or name functions, "
             "not both"
+        )
+    url = os.environ.get("SIEVE_API_URL")
+    if url and not args.allow_insecure_http and _refused_as_insecure(url):
+        raise UsageError(
+            f"refusing the plain http:// SIEVE_API_URL {url}: the API key would travel "
+            "unencrypted. Use https://, or pass --allow-insecure-http if you really mean it"
         )
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the output and --overwrite starts it over: pick one")
@@ -595,7 +623,10 @@ async def _export_to(
     state = None if resume is None else resume[0]
     if args.resume and state is None:
         _error("no resume state beside the output; starting from the beginning")
-    async with SieveClient(max_connections=args.concurrency) as sieve:
+    client = SieveClient(
+        max_connections=args.concurrency, allow_insecure_http=args.allow_insecure_http
+    )
+    async with client as sieve:
         refs = await _functions_to_export(sieve, args, state)
         if state is None and path is not None and fmt != "parquet":
             state = ExportState(params=params)

@@ -696,3 +696,20 @@ def test_a_server_that_keeps_failing_says_resume(run: Run, tmp_path: Path) -> No
         assert "--resume" not in to_stdout.stderr
     finally:
         served.stop()
+
+
+def test_plain_http_to_a_remote_host_needs_allow_insecure_http(fake: ServedFake, run: Run) -> None:
+    """http:// to a host that is not loopback is refused (exit 2) naming --allow-insecure-http;
+    with it, the export runs. 0.0.0.0 is not a loopback name, yet reaches this machine."""
+    url = fake.url.replace("127.0.0.1", "0.0.0.0")
+    env = {**fake.variables(), "SIEVE_API_URL": url}
+    args = ("export", fake.functions[0], "--max-jobs", "7")
+    refused = run(*args, env=env)
+    assert refused.returncode == 2
+    assert f"refusing the plain http:// SIEVE_API_URL {url}" in refused.stderr
+    assert "pass --allow-insecure-http" in refused.stderr
+    assert "allow_insecure_http=True" not in refused.stderr
+    assert refused.stdout == ""
+    allowed = run(*args, "--allow-insecure-http", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(allowed.stdout.splitlines()) == 7
