@@ -368,13 +368,18 @@ class _Progress:
             MofNCompleteColumn(),
             TextColumn(
                 "{task.fields[jobs]:,} jobs · {task.fields[pages]:,} pages · "
-                "{task.fields[rate]:,.0f} jobs/s · {task.fields[retries]:,} retries"
+                "{task.fields[rate]:,.0f} jobs/s · {task.fields[retries]}"
             ),
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
         self._task = self._bar.add_task(
-            "export", total=listings, jobs=0, pages=0, rate=0.0, retries=0
+            "export",
+            total=listings,
+            jobs=0,
+            pages=0,
+            rate=0.0,
+            retries=_count(0, "retry", "retries"),
         )
 
     def __enter__(self) -> _Progress:
@@ -398,30 +403,36 @@ class _Progress:
             jobs=result.total_jobs,
             pages=stats.pages,
             rate=result.jobs / elapsed,
-            retries=stats.retries,
+            retries=_count(stats.retries, "retry", "retries"),
         )
 
 
-def _report(result: ExportResult, target: str, extra: str = "") -> None:
+def _report(
+    result: ExportResult, target: str, extra: str = "", *, max_jobs: int | None = None
+) -> None:
     """The summary line, then one line per failed listing, on stderr."""
-    _error(_summary(result, target) + extra)
+    _error(_summary(result, target, max_jobs) + extra)
     for ref, error in result.failures:
         _error(f"failed: {ref}: {error}")
 
 
-def _summary(result: ExportResult, target: str) -> str:
-    ok = result.done
-    failed = len(result.failures)
+def _count(number: int, word: str, plural: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``1 retry``, ``3 retries``."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
+
+
+def _summary(result: ExportResult, target: str, max_jobs: int | None = None) -> str:
     rate = result.jobs / result.elapsed if result.elapsed > 0 else 0.0
-    text = (
-        f"exported {result.jobs:,} jobs from {result.listings} "
-        f"listing{'' if result.listings == 1 else 's'} "
-        f"({ok} ok, {failed} failed) in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
-    )
-    if result.total_jobs != result.jobs:
-        text += f"; {result.total_jobs:,} jobs in the file"
+    text = f"exported {_count(result.jobs, 'job')} from {_count(result.listings, 'listing')}"
     if result.truncated:
-        text += " (stopped at --max-jobs)"
+        # Listings cut short by --max-jobs are neither finished nor failed.
+        limit = "" if max_jobs is None else f" {max_jobs:,}"
+        text += f" (stopped at --max-jobs{limit}; {result.done} read to the end)"
+    else:
+        text += f" ({result.done} ok, {len(result.failures)} failed)"
+    text += f" in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
+    if result.total_jobs != result.jobs:
+        text += f"; {_count(result.total_jobs, 'job')} in the file"
     return text
 
 
@@ -652,7 +663,13 @@ async def _export_to(
                 state_path=None if path is None or state is None else state_path_for(path),
                 on_progress=on_progress,
             )
-    _report(result, target)
+    retries = sieve.stats.retries
+    _report(
+        result,
+        target,
+        f"; {_count(retries, 'retry', 'retries')}" if retries else "",
+        max_jobs=args.max_jobs,
+    )
     if result.failures:
         for line in _advice([error for _, error in result.failures], resumable=state is not None):
             _error(line)

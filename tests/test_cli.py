@@ -713,3 +713,27 @@ def test_plain_http_to_a_remote_host_needs_allow_insecure_http(fake: ServedFake,
     allowed = run(*args, "--allow-insecure-http", env=env)
     assert allowed.returncode == 0, allowed.stderr
     assert len(allowed.stdout.splitlines()) == 7
+
+
+def test_summary_says_where_max_jobs_stopped_it(fake: ServedFake, run: Run) -> None:
+    """A run cut short by --max-jobs says so, instead of counting its listings as neither ok
+    nor failed."""
+    result = run("export", *fake.functions, "--max-jobs", "250", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert "exported 250 jobs from 3 listings (stopped at --max-jobs 250; 0 read to the end)" in (
+        result.stderr
+    )
+    assert "0 ok" not in result.stderr
+
+
+def test_summary_counts_in_the_singular(run: Run) -> None:
+    """One job, one listing, one retry: no "1 retries"."""
+    served = ServedFake(1, 1, faults=Faults(schedule={0: "429"}))
+    try:
+        result = run("export", *served.functions, env=served.variables())
+    finally:
+        served.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert "exported 1 job from 1 listing (1 ok, 0 failed) in " in result.stderr
+    assert result.stderr.rstrip().endswith(" to stdout; 1 retry")
