@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -161,7 +162,8 @@ class _StreamWriter:
         self._stream = stream
         self.length = length
         self._owned = owned
-        self._durable = durable
+        # fsync of a character device (/dev/null) or a pipe fails with EINVAL: nothing to keep.
+        self._durable = durable and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         # Hashing as the bytes go out keeps a long export linear: no state save re-reads the file.
         if checksum is None and length == 0:
             checksum = hashlib.sha256()
@@ -196,7 +198,7 @@ class JsonlWriter(_StreamWriter):
         stream: a binary stream positioned at ``length``.
         length: bytes already in the output before this writer (when resuming).
         owned: close ``stream`` in `close`.
-        durable: fsync in `sync` (for files; not for a pipe).
+        durable: fsync in `sync` (for files; never done for a device or a pipe).
         checksum: the sha256 of those ``length`` bytes, as `verify_output` returns it; without
             it a resumed writer's `checksum` is ``None``.
     """

@@ -460,6 +460,13 @@ def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
     return fmt
 
 
+def _keeps_state(path: Path | None) -> bool:
+    """Whether an export to ``path`` keeps a resume state and a lock: only a regular file (or
+    one still to be made) does; stdout, /dev/null, a terminal or a named pipe cannot be
+    truncated back to a state, nor fsynced."""
+    return path is not None and (not path.exists() or path.is_file())
+
+
 def _refused_as_insecure(url: str) -> bool:
     """Whether the client refuses ``url`` only because it is plain HTTP to a remote host."""
     try:
@@ -504,6 +511,8 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
             ) from None
     if args.resume and path is None:
         raise UsageError("--resume needs an output file: -o FILE")
+    if args.resume and not _keeps_state(path):
+        raise UsageError(f"--resume needs a regular file, and {path} is a device or a pipe")
     if args.csv_raw_formulas and fmt != "csv":
         raise UsageError(f"--csv-raw-formulas applies to CSV output only, not {fmt}")
     return path, fmt
@@ -584,7 +593,8 @@ def _open_writer(
         )
     else:
         file = open(path, "wb")  # noqa: SIM115 - the writer closes it
-        writer = _stream_writer(fmt, file, owned=True, durable=True, raw_formulas=raw_formulas)
+        durable = _keeps_state(path)
+        writer = _stream_writer(fmt, file, owned=True, durable=durable, raw_formulas=raw_formulas)
     try:
         yield writer
     finally:
@@ -593,7 +603,7 @@ def _open_writer(
 
 async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
     path, fmt = _check_export_args(args)
-    if path is None:
+    if path is None or not _keeps_state(path):
         return await _export_to(path, fmt, args, live)
     # Held from before the state is read until the summary: two exports into one file would
     # interleave their lines and their states.
@@ -627,7 +637,8 @@ def _refuse_unfinished_output(path: Path, args: argparse.Namespace) -> None:
 async def _export_to(
     path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
 ) -> int:
-    if path is not None:
+    stateful = _keeps_state(path)
+    if path is not None and stateful:
         _refuse_unfinished_output(path, args)
     params = _params(args, fmt)
     resume = _load_resume_state(path, params) if args.resume and path is not None else None
@@ -639,7 +650,7 @@ async def _export_to(
     )
     async with client as sieve:
         refs = await _functions_to_export(sieve, args, state)
-        if state is None and path is not None and fmt != "parquet":
+        if state is None and stateful and fmt != "parquet":
             state = ExportState(params=params)
         target = "stdout" if path is None else str(path)
         opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
@@ -660,7 +671,7 @@ async def _export_to(
                 since=args.since,
                 max_jobs=args.max_jobs,
                 state=state,
-                state_path=None if path is None or state is None else state_path_for(path),
+                state_path=None if path is None or not stateful else state_path_for(path),
                 on_progress=on_progress,
             )
     retries = sieve.stats.retries

@@ -737,3 +737,38 @@ def test_summary_counts_in_the_singular(run: Run) -> None:
     assert len(result.stdout.splitlines()) == 1
     assert "exported 1 job from 1 listing (1 ok, 0 failed) in " in result.stderr
     assert result.stderr.rstrip().endswith(" to stdout; 1 retry")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_dev_null_is_an_output(fake: ServedFake, run: Run, fmt: str) -> None:
+    """-o /dev/null (a character device) exports: no fsync, no lock, no resume state beside it;
+    --resume into it is refused."""
+    result = run("export", *fake.functions, "-o", os.devnull, "--format", fmt, env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert f"exported {3 * JOBS:,} jobs" in result.stderr
+    assert f"to {os.devnull}" in result.stderr
+    assert not Path(os.devnull + ".state.json").exists()
+    assert not Path(os.devnull + ".lock").exists()
+    resumed = run("export", *fake.functions, "-o", os.devnull, "--resume", env=fake.variables())
+    assert resumed.returncode == 2
+    assert f"--resume needs a regular file, and {os.devnull} is a device or a pipe" in (
+        resumed.stderr
+    )
+
+
+def test_a_named_pipe_is_an_output(fake: ServedFake, tmp_path: Path) -> None:
+    """A FIFO (``-o >(cmd)`` in bash) is written like stdout: every job, nothing beside it."""
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    args = [CLI, "export", fake.functions[0], "-o", str(fifo), "--format", "jsonl"]
+    with subprocess.Popen(args, env=fake.env(), stderr=subprocess.PIPE) as proc:
+        try:
+            with fifo.open("rb") as reader:
+                lines = reader.read().splitlines()
+            _, stderr = proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr
+    assert len(lines) == JOBS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.fifo"]

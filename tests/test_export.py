@@ -528,3 +528,14 @@ def test_a_resumed_writer_knows_its_checksum_only_when_given_the_prefix() -> Non
     writer.write(REF, [job()])
     line = json.dumps({"id": "j1", FUNCTION_KEY: "sieve/retalker"}, separators=(",", ":"))
     assert writer.checksum() == hashlib.sha256(b"12345" + line.encode() + b"\n").hexdigest()
+
+
+def test_a_durable_writer_to_a_device_does_not_fsync() -> None:
+    """fsync of /dev/null fails with EINVAL; a writer asked to be durable there just flushes."""
+    jobs = [job(), job(id="j2")]
+    copy = io.BytesIO()
+    JsonlWriter(copy, owned=False, durable=False).write(REF, jobs)
+    with open(os.devnull, "wb") as file:
+        writer = JsonlWriter(file, owned=False, durable=True)
+        writer.write(REF, jobs)
+        assert writer.sync() == len(copy.getvalue())
