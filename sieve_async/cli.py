@@ -3,7 +3,8 @@
 Exit codes: 0 everything exported; 1 some listings failed (each is named on stderr, the others
 are in the output) or another API error; 2 a usage error (bad arguments, no API key, another
 export writing the same file, a resume state that is damaged or written for other arguments,
-an output changed since its state was saved); 130 interrupted, after the resume state was saved.
+an output changed since its state was saved); 130 interrupted, after the resume state was saved;
+141 (128 + SIGPIPE, as a shell reports ``yes | head``) the reader of stdout or a pipe went away.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+#: What a shell reports for a command killed by SIGPIPE, as ``yes | head`` ends ``yes``.
+EXIT_BROKEN_PIPE: Final = 128 + signal.SIGPIPE
 
 #: Function names the fake server and the demo serve, before numbered ones.
 _FAKE_NAMES: Final = (
@@ -141,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sieve-async",
         description="Read Sieve job history at scale.",
-        epilog="exit codes: 0 ok, 1 some listings failed, 2 usage error, 130 interrupted",
+        epilog=(
+            "exit codes: 0 ok, 1 some listings failed, 2 usage error, 130 interrupted, "
+            "141 the reader of the output went away (| head)"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -897,10 +903,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             _error(line)
         return EXIT_FAILED
     except BrokenPipeError:
-        # The reader of stdout went away (``| head``): stop quietly, as other tools do.
+        # The reader of stdout went away (``| head``): stop quietly with the status a shell
+        # gives a command SIGPIPE ended, as other tools do. Later flushes of stdout (at exit)
+        # go to /dev/null instead of raising again.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         return EXIT_FAILED

@@ -772,3 +772,16 @@ def test_a_named_pipe_is_an_output(fake: ServedFake, tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert len(lines) == JOBS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.fifo"]
+
+
+def test_a_closed_stdout_ends_quietly_with_the_sigpipe_status(fake: ServedFake) -> None:
+    """``sieve-async export ... | head -n 3``: the reader goes away after three lines; the
+    export stops at once, prints nothing, and exits 141 as a shell reports a SIGPIPE death."""
+    command = f'{CLI} export {" ".join(fake.functions)} | head -n 3; echo "${{PIPESTATUS[0]}}" >&2'
+    proc = subprocess.run(
+        ["bash", "-c", command], env=fake.env(), capture_output=True, timeout=TIMEOUT, check=True
+    )
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(json.loads(line)[FUNCTION_KEY] in fake.functions for line in lines)
+    assert proc.stderr.decode() == "141\n"
