@@ -345,8 +345,13 @@ def _error(message: str) -> None:
     print(f"sieve-async: {message}", file=sys.stderr, flush=True)
 
 
+#: What to install for the progress bar (rich is an extra, not a dependency of the library).
+_PROGRESS_EXTRA: Final = "sieve-async[progress]"
+
+
 class _Progress:
-    """A rich progress bar on stderr, when stderr is a terminal and rich is installed."""
+    """A rich progress bar on stderr, when stderr is a terminal and rich is installed; on a
+    terminal without rich, one line saying how to get it."""
 
     def __init__(self, sieve: SieveClient, listings: int) -> None:
         self._sieve = sieve
@@ -366,6 +371,7 @@ class _Progress:
                 TimeElapsedColumn,
             )
         except ImportError:
+            _error(f"for a progress bar: pip install '{_PROGRESS_EXTRA}'")
             return
         self._bar = Progress(
             SpinnerColumn(),

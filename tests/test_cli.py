@@ -785,3 +785,19 @@ def test_a_closed_stdout_ends_quietly_with_the_sigpipe_status(fake: ServedFake) 
     assert len(lines) == 3
     assert all(json.loads(line)[FUNCTION_KEY] in fake.functions for line in lines)
     assert proc.stderr.decode() == "141\n"
+
+
+def test_a_terminal_without_rich_is_told_how_to_get_the_bar(
+    fake: ServedFake, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal, without rich (the ``progress`` extra), the command says once how to get
+    the progress bar; off a terminal it says nothing about it."""
+    result = run("export", fake.functions[0], "--max-jobs", "5", env=fake.variables())
+    assert "progress bar" not in result.stderr
+    monkeypatch.setitem(sys.modules, "rich.progress", None)  # as if rich were not installed
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    result = run("export", fake.functions[0], "--max-jobs", "5", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    hint = "sieve-async: for a progress bar: pip install 'sieve-async[progress]'\n"
+    assert result.stderr.count("progress bar") == 1
+    assert result.stderr.startswith(hint)
