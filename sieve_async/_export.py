@@ -26,7 +26,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol, Required, TypedDict, Unpack, cast
@@ -39,6 +39,7 @@ from ._client import SieveClient
 from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
+from ._paging import is_id
 
 __all__ = [
     "CSV_COLUMNS",
@@ -53,9 +54,12 @@ __all__ = [
     "ParquetWriter",
     "StateError",
     "Writer",
+    "advance_heads",
     "export",
+    "load_heads",
     "load_state",
     "lock_output",
+    "save_heads",
     "save_state",
     "state_path_for",
     "verify_output",
@@ -95,6 +99,9 @@ STATE_VERSION: Final = 2
 #: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+#: Ids of a listing's first jobs a state keeps (`ListingState.head`): enough that an incremental
+#: export still finds where the last one started when a few of them have left the listing.
+HEAD_IDS: Final = 8
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -341,6 +348,9 @@ class ListingState:
     done: bool = False
     #: The listing was found not to be newest-first, so ``since`` filters instead of stopping.
     unordered: bool = False
+    #: Ids of the first jobs of the listing this export wrote (at most `HEAD_IDS`), newest
+    #: first: where an incremental export after this one stops (`export`'s ``stop_at``).
+    head: list[str | int] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -422,6 +432,7 @@ class ExportState:
                 unordered=_field(
                     value.get("unordered"), f"{where}.unordered", bool, "true or false"
                 ),
+                head=_ids(value.get("head", []), f"{where}.head"),
             )
         return cls(
             params=_field(doc.get("params"), "params", dict, "an object"),
@@ -439,6 +450,15 @@ def _field(value: Any, name: str, kind: Any, expected: str) -> Any:
         raise StateError(f"the resume state is damaged: {name} is missing")
     if not isinstance(value, kind):
         raise StateError(f"the resume state is damaged: {name} should be {expected}, not {value!r}")
+    return value
+
+
+def _ids(value: Any, name: str) -> list[str | int]:
+    """A list of job ids (strings or integers), or `StateError` naming ``name``."""
+    if not isinstance(value, list) or not all(map(is_id, value)):
+        raise StateError(
+            f"the resume state is damaged: {name} should be a list of ids, not {value!r}"
+        )
     return value
 
 
@@ -461,13 +481,69 @@ def lock_path_for(output: Path) -> Path:
 
 def save_state(path: Path, state: ExportState) -> None:
     """Replace the state file atomically: write a temporary file, fsync it, rename it over."""
+    _replace(path, state.to_json())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: a temporary file, fsync-ed, renamed over."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as file:
-        file.write(state.to_json())
+        file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
     _fsync_directory(path.parent)
+
+
+#: The version of the incremental state format (`load_heads`, `save_heads`).
+HEADS_VERSION: Final = 1
+
+
+def load_heads(path: Path) -> dict[str, list[str | int]]:
+    """The incremental state at ``path``: per listing, the ids its last export started from.
+
+    Returns an empty mapping if there is no file yet (the first run exports everything).
+
+    Raises:
+        StateError: the file exists but is not such a state; the message names it.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StateError(f"the incremental state is damaged: not JSON ({exc})") from exc
+        doc = _field(doc, "the state", dict, "an object")
+        if _field(doc.get("version"), "version", int, "a number") != HEADS_VERSION:
+            raise StateError(f"unsupported incremental state version {doc['version']!r}")
+        heads = {}
+        for name, ids in _field(doc.get("listings"), "listings", dict, "an object").items():
+            FunctionRef.parse(name)
+            heads[name] = _ids(ids, f"listings[{name!r}]")
+        return heads
+    except (StateError, ValueError) as exc:
+        raise StateError(f"{path}: {exc}") from exc
+
+
+def save_heads(path: Path, heads: Mapping[str, Sequence[str | int]]) -> None:
+    """Replace the incremental state at ``path`` atomically (see `load_heads`)."""
+    doc = {"version": HEADS_VERSION, "listings": {name: list(ids) for name, ids in heads.items()}}
+    _replace(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def advance_heads(
+    heads: Mapping[str, Sequence[str | int]], state: ExportState
+) -> dict[str, list[str | int]]:
+    """``heads`` moved on by a finished export started from them: each listing's newest ids
+    are the ones ``state`` wrote first, then the ones it stopped at (at most `HEAD_IDS`)."""
+    moved = {name: list(ids) for name, ids in heads.items()}
+    for name, listing in state.listings.items():
+        ids = list(dict.fromkeys([*listing.head, *moved.get(name, [])]))
+        moved[name] = ids[:HEAD_IDS]
+    return moved
 
 
 def load_state(path: Path) -> ExportState | None:
@@ -658,6 +734,7 @@ async def export(
     state_path: Path | None = None,
     save_every: float = 0.5,
     on_progress: Callable[[ExportResult], None] | None = None,
+    stop_at: Mapping[str, Collection[str | int]] | None = None,
 ) -> ExportResult:
     """Export the jobs of ``refs`` through ``writer``; failed listings do not stop the others.
 
@@ -676,6 +753,9 @@ async def export(
             with no failure, kept otherwise (also when cancelled) for a later resume.
         save_every: seconds between two saves of the state.
         on_progress: called with the live `ExportResult` after each page.
+        stop_at: per listing (``owner/name``), ids of jobs an earlier export already holds,
+            such as the `ListingState.head` of its state: the listing stops before the first
+            of them it meets, so only jobs newer than that export are written.
 
     Returns:
         What was exported, and which listings failed.
@@ -688,7 +768,7 @@ async def export(
     jobs_by_page = _fan_out(
         sieve, todo, state, state_path, concurrency=concurrency, status=status, page_size=page_size
     )
-    window = _Window(since, max_jobs)
+    window = _Window(since, max_jobs, stop_at or {})
     last_save = time.monotonic()
 
     if state_path is not None:
@@ -702,6 +782,8 @@ async def export(
                 result.truncated = window.truncated
                 if jobs:
                     writer.write(ref, jobs)
+                    if len(listing.head) < HEAD_IDS:
+                        listing.head += [job.id for job in jobs[: HEAD_IDS - len(listing.head)]]
                     state.jobs += len(jobs)
                     result.jobs += len(jobs)
                     result.total_jobs = state.jobs
@@ -720,6 +802,7 @@ async def export(
                     on_progress(result)
         _tally(result, jobs_by_page, len(todo))
         result.completed = [ref for ref in todo if ref in jobs_by_page.done]
+        window.warn_unreached(result.completed)
         if on_progress is not None:
             on_progress(result)
     finally:
@@ -779,24 +862,53 @@ def _fan_out(
 class _Window:
     """Which jobs of a page go out: those created since ``since``, up to ``max_jobs`` in all."""
 
-    def __init__(self, since: datetime | None, max_jobs: int | None) -> None:
+    def __init__(
+        self,
+        since: datetime | None,
+        max_jobs: int | None,
+        stop_at: Mapping[str, Collection[str | int]],
+    ) -> None:
         self.since = since
         self.max_jobs = max_jobs
         #: The output reached ``max_jobs``.
         self.truncated = False
         self._newest_seen: dict[FunctionRef, datetime | None] = {}
+        self._stop_at = {name: frozenset(ids) for name, ids in stop_at.items() if ids}
+        self._reached: set[str] = set()
+
+    def _before_known(self, ref: FunctionRef, jobs: Sequence[Job]) -> tuple[Sequence[Job], bool]:
+        """The jobs of ``jobs`` before the first one ``stop_at`` names, and whether one did."""
+        known = self._stop_at.get(str(ref))
+        if known:
+            for index, job in enumerate(jobs):
+                if job.id in known:
+                    self._reached.add(str(ref))
+                    return jobs[:index], True
+        return jobs, False
+
+    def warn_unreached(self, completed: Iterable[FunctionRef]) -> None:
+        """Warn of each listing read to its end without meeting a job ``stop_at`` names."""
+        for ref in completed:
+            if str(ref) in self._stop_at and str(ref) not in self._reached:
+                logger.warning(
+                    "%s: none of the %d jobs the earlier export started from is in the listing "
+                    "any more, so all of it was exported",
+                    ref,
+                    len(self._stop_at[str(ref)]),
+                )
 
     def select(
         self, ref: FunctionRef, listing: ListingState, page: Sequence[Job], written: int
     ) -> tuple[Sequence[Job], bool]:
         """The jobs of ``page`` to write, and whether ``ref``'s listing can stop after it."""
-        jobs, stop = page, False
+        jobs, stop = self._before_known(ref, page)
         since = self.since
         if since is not None:
             was_unordered = listing.unordered
-            jobs, stop, listing.unordered, self._newest_seen[ref] = _since_window(
+            jobs, old, listing.unordered, self._newest_seen[ref] = _since_window(
                 jobs, since, self._newest_seen.get(ref), listing.unordered
             )
+            stop = stop or old
             if listing.unordered and not was_unordered:
                 logger.warning(
                     "%s: jobs are not newest-first; reading the whole listing to apply --since",

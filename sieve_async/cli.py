@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
+
 from . import __version__
 from ._client import SieveClient
 from ._exceptions import (
@@ -48,9 +50,12 @@ from ._export import (
     ParquetWriter,
     StateError,
     Writer,
+    advance_heads,
     export,
+    load_heads,
     load_state,
     lock_output,
+    save_heads,
     state_path_for,
     verify_output,
 )
@@ -210,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "continue an interrupted export of the same arguments into the same file (refused "
             "if the part already written has changed since)"
+        ),
+    )
+    ex.add_argument(
+        "--incremental",
+        type=Path,
+        metavar="STATE",
+        help=(
+            "export only the jobs that are new since the last finished run with this STATE "
+            "file (the first run exports everything); STATE is updated when a run finishes"
         ),
     )
     ex.add_argument(
@@ -506,6 +520,13 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
             f"refusing the plain http:// SIEVE_API_URL {url}: the API key would travel "
             "unencrypted. Use https://, or pass --allow-insecure-http if you really mean it"
         )
+    if args.incremental is not None and (args.max_jobs or args.status):
+        # A run cut short by --max-jobs would leave a gap behind the jobs it wrote; a job
+        # entering a --status filter later is not at the head where the next run looks.
+        raise UsageError(
+            "--incremental exports every new job: it cannot be combined with --max-jobs or "
+            "--status (filter the output instead)"
+        )
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the output and --overwrite starts it over: pick one")
     path = None if args.output in (None, "-") else Path(args.output)
@@ -530,9 +551,15 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
     return path, fmt
 
 
-def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
-    """The arguments that decide what the output holds; a resume must repeat them."""
-    return {
+def _params(
+    args: argparse.Namespace, fmt: str, heads: dict[str, list[str | int]] | None
+) -> dict[str, Any]:
+    """The arguments that decide what the output holds; a resume must repeat them.
+
+    ``heads`` is the incremental state the run starts from: a resume started from another
+    one (a run in between finished and moved it on) would leave a gap or repeat jobs.
+    """
+    params = {
         "functions": sorted(str(ref) for ref in args.functions),
         "all_functions": bool(args.all_functions),
         "status": args.status,
@@ -540,6 +567,10 @@ def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
         "format": fmt,
         "csv_raw_formulas": bool(args.csv_raw_formulas),
     }
+    if heads is not None:
+        digest = hashlib.sha256(orjson.dumps(heads, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        params["incremental"] = digest
+    return params
 
 
 def _load_resume_state(
@@ -615,11 +646,14 @@ def _open_writer(
 
 async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
     path, fmt = _check_export_args(args)
-    if path is None or not _keeps_state(path):
-        return await _export_to(path, fmt, args, live)
-    # Held from before the state is read until the summary: two exports into one file would
-    # interleave their lines and their states.
-    with lock_output(path):
+    with contextlib.ExitStack() as locks:
+        # Held from before the state is read until the summary: two exports into one file would
+        # interleave their lines and their states, and two incremental runs from one state
+        # would both export the same new jobs.
+        if path is not None and _keeps_state(path):
+            locks.enter_context(lock_output(path))
+        if args.incremental is not None:
+            locks.enter_context(lock_output(args.incremental))
         return await _export_to(path, fmt, args, live)
 
 
@@ -652,18 +686,18 @@ async def _export_to(
     stateful = _keeps_state(path)
     if path is not None and stateful:
         _refuse_unfinished_output(path, args)
-    params = _params(args, fmt)
+    heads = None if args.incremental is None else load_heads(args.incremental)
+    params = _params(args, fmt, heads)
     resume = _load_resume_state(path, params) if args.resume and path is not None else None
-    state = None if resume is None else resume[0]
-    if args.resume and state is None:
+    if args.resume and resume is None:
         _error("no resume state beside the output; starting from the beginning")
     client = SieveClient(
         max_connections=args.concurrency, allow_insecure_http=args.allow_insecure_http
     )
     async with client as sieve:
-        refs = await _functions_to_export(sieve, args, state)
-        if state is None and stateful and fmt != "parquet":
-            state = ExportState(params=params)
+        refs = await _functions_to_export(sieve, args, None if resume is None else resume[0])
+        state = ExportState(params=params) if resume is None else resume[0]
+        state_path = state_path_for(path) if path and stateful and fmt != "parquet" else None
         target = "stdout" if path is None else str(path)
         opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
         with _Progress(sieve, len(refs)) as progress, opened as writer:
@@ -683,8 +717,9 @@ async def _export_to(
                 since=args.since,
                 max_jobs=args.max_jobs,
                 state=state,
-                state_path=None if path is None or not stateful else state_path_for(path),
+                state_path=state_path,
                 on_progress=on_progress,
+                stop_at=heads,
             )
     retries = sieve.stats.retries
     _report(
@@ -693,11 +728,26 @@ async def _export_to(
         f"; {_count(retries, 'retry', 'retries')}" if retries else "",
         max_jobs=args.max_jobs,
     )
+    if heads is not None and args.incremental is not None:
+        _advance_incremental(args.incremental, heads, state, result)
     if result.failures:
-        for line in _advice([error for _, error in result.failures], resumable=state is not None):
+        resumable = state_path is not None
+        for line in _advice([error for _, error in result.failures], resumable=resumable):
             _error(line)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _advance_incremental(
+    path: Path, heads: dict[str, list[str | int]], state: ExportState, result: ExportResult
+) -> None:
+    """Move the incremental state on past a run that finished; leave it for one that did not,
+    whose output is then finished with --resume (or written again from the same state)."""
+    if result.failures or result.pending:
+        _error(f"{path} is unchanged: the next run starts where this one did")
+        return
+    save_heads(path, advance_heads(heads, state))
+    _error(f"{path} updated: the next --incremental run exports only jobs newer than these")
 
 
 #: Failures that may pass by themselves: a later attempt can succeed where this one gave up.

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from sieve_async import cli
-from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults
+from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults, Mutations
 
 CLI = str(Path(sys.executable).parent / "sieve-async")
 FUNCTION_KEY = "_sieve_function"
@@ -801,3 +801,126 @@ def test_a_terminal_without_rich_is_told_how_to_get_the_bar(
     hint = "sieve-async: for a progress bar: pip install 'sieve-async[progress]'\n"
     assert result.stderr.count("progress bar") == 1
     assert result.stderr.startswith(hint)
+
+
+def test_incremental_exports_exactly_the_new_jobs(run: Run, tmp_path: Path) -> None:
+    """--incremental STATE: the first run exports everything; after jobs land at the head, the
+    next run exports exactly those, in server order; with nothing new, none."""
+    served = ServedFake(2, 300, page_cap=50)
+    try:
+        names = served.functions
+        state = tmp_path / "sieve.state"
+        env = served.variables()
+
+        def export(name: str) -> tuple[Result, list[dict[str, Any]]]:
+            out = tmp_path / name
+            result = run("export", *names, "--incremental", str(state), "-o", str(out), env=env)
+            assert result.returncode == 0, result.stderr
+            return result, read_jsonl(out)
+
+        first, jobs = export("1.jsonl")
+        assert len(jobs) == 600
+        assert f"{state} updated" in first.stderr
+        assert state.exists()
+        assert not (tmp_path / "sieve.state.lock").exists()
+
+        served.fake.insert_jobs(names[0], 7)
+        served.fake.insert_jobs(names[1], 2)
+        _, jobs = export("2.jsonl")
+        new = {
+            name: served.fake.jobs(name)[:count] for name, count in zip(names, (7, 2), strict=True)
+        }
+        assert [(j[FUNCTION_KEY], j["id"]) for j in jobs if j[FUNCTION_KEY] == names[0]] == [
+            (names[0], j["id"]) for j in new[names[0]]
+        ]
+        assert sorted(j["id"] for j in jobs) == sorted(j["id"] for v in new.values() for j in v)
+
+        third, jobs = export("3.jsonl")
+        assert jobs == []
+        assert "exported 0 jobs from 2 listings (2 ok, 0 failed)" in third.stderr
+    finally:
+        served.stop()
+
+
+def test_incremental_with_jobs_landing_during_the_run_has_no_gap_and_no_repeat(
+    run: Run, tmp_path: Path
+) -> None:
+    """Jobs that land at the head while a run reads are not in that run; the next run has
+    them. Over the runs, every job of the listings is exported exactly once."""
+    served = ServedFake(2, 400, page_cap=40, mutations=Mutations(insert_every=2, insert_count=3))
+    try:
+        names = served.functions
+        state = tmp_path / "sieve.state"
+        ids: list[str] = []
+        for number in range(2):
+            if number == 1:
+                served.fake.mutations = Mutations()  # the last run reads a still listing
+            out = tmp_path / f"{number}.jsonl"
+            args = ("export", *names, "--incremental", str(state), "-o", str(out))
+            result = run(*args, env=served.variables())
+            assert result.returncode == 0, result.stderr
+            ids += [job["id"] for job in read_jsonl(out)]
+        assert served.fake.inserted, "no job landed during the first run"
+        assert len(ids) == len(set(ids))
+        assert set(ids) == {job["id"] for name in names for job in served.fake.jobs(name)}
+    finally:
+        served.stop()
+
+
+def test_incremental_run_that_fails_leaves_the_state_for_a_resume(run: Run, tmp_path: Path) -> None:
+    """A run whose listing fails keeps the incremental state as it was (and says so); its
+    --resume finishes the run, with exactly the new jobs, and then moves the state on."""
+    served = ServedFake(1, 200, page_cap=50)
+    try:
+        name = served.functions[0]
+        state = tmp_path / "sieve.state"
+        env = served.variables()
+        first = ("export", name, "--incremental", str(state), "-o", str(tmp_path / "1.jsonl"))
+        assert run(*first, env=env).returncode == 0
+        saved = state.read_bytes()
+        served.fake.insert_jobs(name, 4)
+        out = tmp_path / "2.jsonl"
+        args = ("export", name, "--incremental", str(state), "-o", str(out))
+        served.fake.faults = Faults(rate=1.0, kinds=("429",))
+        failed = run(*args, env=env)
+        assert failed.returncode == 1
+        assert f"{state} is unchanged" in failed.stderr
+        assert "--resume" in failed.stderr
+        assert state.read_bytes() == saved
+        served.fake.faults = Faults()
+        resumed = run(*args, "--resume", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert [job["id"] for job in read_jsonl(out)] == [
+            j["id"] for j in served.fake.jobs(name)[:4]
+        ]
+        assert state.read_bytes() != saved
+        third = run(*args, "--overwrite", env=env)
+        assert third.returncode == 0, third.stderr
+        assert read_jsonl(out) == []
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("extra", [["--max-jobs", "5"], ["--status", "finished"]])
+def test_incremental_refuses_options_that_would_leave_gaps(
+    run: Run, tmp_path: Path, extra: list[str]
+) -> None:
+    """--max-jobs or --status with --incremental: exit 2, nothing written."""
+    state = tmp_path / "sieve.state"
+    env = {"SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
+    result = run("export", "a/b", "--incremental", str(state), *extra, env=env)
+    assert result.returncode == 2
+    assert "cannot be combined with --max-jobs or --status" in result.stderr
+    assert not state.exists()
+
+
+def test_incremental_state_that_is_damaged_exits_2(run: Run, tmp_path: Path) -> None:
+    """An incremental state that is not one exits 2 naming it."""
+    state = tmp_path / "sieve.state"
+    state.write_text('{"version": 1, "listings": {"a/b": [true]}}')
+    env = {"SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
+    result = run("export", "a/b", "--incremental", str(state), env=env)
+    assert result.returncode == 2
+    assert f"{state}: the resume state is damaged: listings['a/b'] should be a list of ids" in (
+        result.stderr
+    )
