@@ -51,6 +51,7 @@ __all__ = [
     "JsonlWriter",
     "ListingState",
     "OutputLockedError",
+    "ParquetPartsWriter",
     "ParquetWriter",
     "StateError",
     "Writer",
@@ -59,10 +60,12 @@ __all__ = [
     "load_heads",
     "load_state",
     "lock_output",
+    "parts_dir_for",
     "save_heads",
     "save_state",
     "state_path_for",
     "verify_output",
+    "verify_parquet_parts",
 ]
 
 logger = logging.getLogger("sieve_async.export")
@@ -267,16 +270,20 @@ class ParquetWriter:
     """
 
     def __init__(self, path: Path, *, row_group_size: int = 50_000) -> None:
+        self._setup(row_group_size)
+        self._file = self._pq.ParquetWriter(str(path), self._schema)
+
+    def _setup(self, row_group_size: int) -> None:
         import pyarrow as pa  # noqa: PLC0415 - an optional extra, imported only when asked for
         import pyarrow.parquet as pq  # noqa: PLC0415 - same
 
         self._pa = pa
+        self._pq = pq
         fields = []
         for name in CSV_COLUMNS:
             kind = pa.timestamp("us", tz="UTC") if name in _TIMESTAMP_FIELDS else pa.string()
             fields.append(pa.field(name, kind))
         self._schema = pa.schema(fields)
-        self._file = pq.ParquetWriter(str(path), self._schema)
         self._rows: list[list[Any]] = []
         self._row_group_size = row_group_size
         self._timestamp_columns = [CSV_COLUMNS.index(name) for name in _TIMESTAMP_FIELDS]
@@ -290,17 +297,23 @@ class ParquetWriter:
         if len(self._rows) >= self._row_group_size:
             self._flush_rows()
 
-    def _flush_rows(self) -> None:
+    def _take_table(self) -> Any:
+        """The buffered rows as a table (``None`` if there are none), and the buffer empty."""
         if not self._rows:
-            return
+            return None
         pa = self._pa
         columns = zip(*self._rows, strict=True)
         arrays = [
             pa.array(values if field.name in _TIMESTAMP_FIELDS else _text(values), type=field.type)
             for values, field in zip(columns, self._schema, strict=True)
         ]
-        self._file.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
         self._rows = []
+        return pa.Table.from_arrays(arrays, schema=self._schema)
+
+    def _flush_rows(self) -> None:
+        table = self._take_table()
+        if table is not None:
+            self._file.write_table(table)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -312,6 +325,131 @@ class ParquetWriter:
     def close(self) -> None:
         self._flush_rows()
         self._file.close()
+
+
+def parts_dir_for(output: Path) -> Path:
+    """Where a resumable Parquet export keeps its parts: beside the output, ``<name>.parts``."""
+    return output.with_name(output.name + ".parts")
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+class ParquetPartsWriter(ParquetWriter):
+    """Parquet that can resume: a complete Parquet file per `sync`, then one file from them.
+
+    A Parquet file is readable only once its footer is written, so a file being written cannot
+    be continued after a crash. This writer writes the rows buffered since the last `sync` as a
+    part of their own (``part-000000.parquet``, ... in `parts_dir_for` the output), fsync-ed
+    before `sync` returns, so a state saved after it covers whole parts: its length is the
+    parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
+    `assemble` then writes the output from the parts.
+
+    Args:
+        path: the output file `assemble` writes.
+        length: bytes of the parts a resumed state covers (parts after those are removed);
+            0 starts afresh, removing any parts there are.
+        checksum: their sha256, as `verify_parquet_parts` returns it.
+        row_group_size: rows buffered before a part is written without waiting for `sync`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        length: int = 0,
+        checksum: hashlib._Hash | None = None,
+        row_group_size: int = 50_000,
+    ) -> None:
+        self._setup(row_group_size)
+        self._path = path
+        self._dir = parts_dir_for(path)
+        self._dir.mkdir(exist_ok=True)
+        self.length = 0
+        self._next = 0
+        # The parts the state covers stay; any after them were written after it was saved.
+        while self.length < length:
+            self.length += (self._dir / _part_name(self._next)).stat().st_size
+            self._next += 1
+        for part in self._dir.glob("part-*.parquet"):
+            if part.name >= _part_name(self._next):
+                part.unlink()
+        self._hash = hashlib.sha256() if checksum is None else checksum
+
+    def _flush_rows(self) -> None:
+        table = self._take_table()
+        if table is None:
+            return
+        sink = self._pa.BufferOutputStream()
+        self._pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
+        with open(self._dir / _part_name(self._next), "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        _fsync_directory(self._dir)
+        self._next += 1
+        self.length += len(data)
+        self._hash.update(data)
+
+    def sync(self) -> int:
+        self._flush_rows()
+        return self.length
+
+    def checksum(self) -> str | None:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._flush_rows()
+
+    def assemble(self) -> None:
+        """Write the output from the parts, in order, replacing it atomically."""
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        with self._pq.ParquetWriter(str(tmp), self._schema) as out:
+            for index in range(self._next):
+                out.write_table(self._pq.read_table(self._dir / _part_name(index)))
+        with open(tmp, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp, self._path)
+        _fsync_directory(self._path.parent)
+
+    def remove_parts(self) -> None:
+        """Remove the parts, once no state refers to them."""
+        for part in self._dir.glob("part-*.parquet"):
+            part.unlink()
+        self._dir.rmdir()
+
+
+def verify_parquet_parts(path: Path, state: ExportState) -> hashlib._Hash:
+    """Check that the parts of ``path`` a resume state covers are the ones the export wrote.
+
+    Returns:
+        The sha256 of those parts, to pass on as `ParquetPartsWriter`'s ``checksum``.
+
+    Raises:
+        StateError: a part is missing, they do not add up to the state's length, or their bytes
+            differ from the ones it covers.
+    """
+    if state.sha256 is None:
+        raise StateError(f"the resume state of {path} records no checksum to verify it with")
+    folder = parts_dir_for(path)
+    checksum = hashlib.sha256()
+    length = index = 0
+    while length < state.length:
+        try:
+            data = (folder / _part_name(index)).read_bytes()
+        except FileNotFoundError:
+            raise StateError(f"{folder / _part_name(index)} is missing") from None
+        checksum.update(data)
+        length += len(data)
+        index += 1
+    if length != state.length or checksum.hexdigest() != state.sha256:
+        raise StateError(
+            f"the parts in {folder} were changed after the export wrote them: they are not the "
+            "ones its resume state covers"
+        )
+    return checksum
 
 
 # -- the state file --------------------------------------------------------------------------

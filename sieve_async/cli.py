@@ -47,6 +47,7 @@ from ._export import (
     ExportState,
     JsonlWriter,
     OutputLockedError,
+    ParquetPartsWriter,
     ParquetWriter,
     StateError,
     Writer,
@@ -55,9 +56,11 @@ from ._export import (
     load_heads,
     load_state,
     lock_output,
+    parts_dir_for,
     save_heads,
     state_path_for,
     verify_output,
+    verify_parquet_parts,
 )
 from ._models import FunctionRef
 from ._policy import check_base_url
@@ -534,8 +537,6 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet needs a file: -o FILE")
-        if args.resume:
-            raise UsageError("--resume is not supported for parquet; use jsonl or csv")
         try:
             import pyarrow  # noqa: F401, PLC0415 - only to report a missing extra early
         except ImportError:
@@ -589,6 +590,8 @@ def _load_resume_state(
                 f"{state_path_for(path)} was written for other arguments (different "
                 f"{', '.join(differ)}); repeat the original command"
             )
+        if params["format"] == "parquet":
+            return state, verify_parquet_parts(path, state)
         return state, verify_output(path, state)
     except StateError as exc:
         raise StateError(f"{exc}; drop --resume to start over") from exc
@@ -616,8 +619,13 @@ def _open_writer(
         writer = _stream_writer(
             fmt, sys.stdout.buffer, owned=False, durable=False, raw_formulas=raw_formulas
         )
-    elif fmt == "parquet":
+    elif fmt == "parquet" and not _keeps_state(path):
         writer = ParquetWriter(path)
+    elif fmt == "parquet":
+        if resume is None:
+            writer = ParquetPartsWriter(path)
+        else:
+            writer = ParquetPartsWriter(path, length=resume[0].length, checksum=resume[1])
     elif resume is not None:
         state, checksum = resume
         # Lines after the covered length were written after the last state: drop them,
@@ -672,7 +680,8 @@ async def _functions_to_export(
 def _refuse_unfinished_output(path: Path, args: argparse.Namespace) -> None:
     """Refuse to write over the output of an export that did not finish, unless asked to."""
     state = state_path_for(path)
-    if args.resume or args.overwrite or not (path.exists() and state.exists()):
+    written = path.exists() or parts_dir_for(path).exists()
+    if args.resume or args.overwrite or not (written and state.exists()):
         return
     raise UsageError(
         f"{path} holds an export that did not finish (its resume state is {state}): add "
@@ -697,7 +706,7 @@ async def _export_to(
     async with client as sieve:
         refs = await _functions_to_export(sieve, args, None if resume is None else resume[0])
         state = ExportState(params=params) if resume is None else resume[0]
-        state_path = state_path_for(path) if path and stateful and fmt != "parquet" else None
+        state_path = state_path_for(path) if path and stateful else None
         target = "stdout" if path is None else str(path)
         opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
         with _Progress(sieve, len(refs)) as progress, opened as writer:
@@ -721,6 +730,11 @@ async def _export_to(
                 on_progress=on_progress,
                 stop_at=heads,
             )
+        if isinstance(writer, ParquetPartsWriter):
+            # Readable whole even after a failure; the parts stay while a state refers to them.
+            writer.assemble()
+            if state_path is None or not state_path.exists():
+                writer.remove_parts()
     retries = sieve.stats.retries
     _report(
         result,

@@ -321,7 +321,7 @@ def test_unknown_function_fails_alone(fake: ServedFake, run: Run, tmp_path: Path
         ["export", "a/b", "--concurrency", "0"],
         ["export", "a/b", "--since", "yesterday"],
         ["export"],
-        ["export", "a/b", "-o", "jobs.parquet", "--resume"],
+        ["export", "a/b", "--format", "parquet", "--resume"],
         ["export", "a/b", "--resume"],
     ],
 )
@@ -924,3 +924,75 @@ def test_incremental_state_that_is_damaged_exits_2(run: Run, tmp_path: Path) -> 
     assert f"{state}: the resume state is damaged: listings['a/b'] should be a list of ids" in (
         result.stderr
     )
+
+
+def test_parquet_export_killed_halfway_resumes_with_every_job_once(
+    slow_fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """kill -9 during a Parquet export, then --resume: the file reads back whole, with every
+    job exactly once; the parts and the state are gone."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "jobs.parquet"
+    state = tmp_path / "jobs.parquet.state.json"
+    parts = tmp_path / "jobs.parquet.parts"
+    args = [CLI, "export", *slow_fake.functions, "--concurrency", "2", "-o", str(out)]
+    with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, "the export finished before it could be killed"
+                assert time.monotonic() < deadline, "the export made no progress"
+                try:
+                    if json.loads(state.read_bytes())["jobs"] > 0:
+                        break
+                except (FileNotFoundError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    covered = json.loads(state.read_bytes())["jobs"]
+    assert 0 < covered < 6000
+    assert not out.exists()
+
+    refused = run(*args[1:], env=slow_fake.variables())
+    assert refused.returncode == 2
+    assert "add --resume to continue it" in refused.stderr
+
+    slow_fake.fake.latency = 0
+    result = run(*args[1:], "--resume", env=slow_fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert f"{6000:,} jobs in the file" in result.stderr
+    ids = pq.read_table(out).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 6000
+    expected = expected_jobs(slow_fake.functions, jobs=2000, seed=0)
+    assert set(ids) == {job["id"] for jobs in expected.values() for job in jobs}
+    assert not state.exists()
+    assert not parts.exists()
+
+
+def test_parquet_with_a_failed_listing_reads_back_and_resumes(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """A Parquet export with a failed listing still leaves a readable file of the rest, and
+    keeps its parts for --resume; a part changed by hand makes --resume exit 2."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "jobs.parquet"
+    args, state = failed_export_with_state(run, fake, out)
+    assert pq.read_table(out).num_rows == JOBS
+    again = run(*args, "--resume", env=fake.variables())
+    assert again.returncode == 1
+    assert "exported 0 jobs" in again.stderr
+    assert pq.read_table(out).num_rows == JOBS
+
+    part = next((tmp_path / "jobs.parquet.parts").iterdir())
+    part.write_bytes(part.read_bytes()[:-1] + b"X")
+    changed = run(*args, "--resume", env=fake.variables())
+    assert changed.returncode == 2
+    assert "were changed after the export wrote them" in changed.stderr
+    assert state.exists()
