@@ -1029,10 +1029,9 @@ class _Window:
         for ref in completed:
             if str(ref) in self._stop_at and str(ref) not in self._reached:
                 logger.warning(
-                    "%s: none of the %d jobs the earlier export started from is in the listing "
-                    "any more, so all of it was exported",
+                    "%s: the jobs the earlier export started from have all left the listing, "
+                    "so all of it was exported",
                     ref,
-                    len(self._stop_at[str(ref)]),
                 )
 
     def select(
