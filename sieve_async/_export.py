@@ -407,8 +407,15 @@ class ParquetPartsWriter(ParquetWriter):
         """Write the output from the parts, in order, replacing it atomically."""
         tmp = self._path.with_name(self._path.name + ".tmp")
         with self._pq.ParquetWriter(str(tmp), self._schema) as out:
+            # Parts are as small as the time between two states; row groups need not be.
+            tables: list[Any] = []
             for index in range(self._next):
-                out.write_table(self._pq.read_table(self._dir / _part_name(index)))
+                tables.append(self._pq.read_table(self._dir / _part_name(index)))
+                if sum(table.num_rows for table in tables) >= self._row_group_size:
+                    out.write_table(self._pa.concat_tables(tables))
+                    tables = []
+            if tables:
+                out.write_table(self._pa.concat_tables(tables))
         with open(tmp, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(tmp, self._path)
