@@ -24,8 +24,9 @@ import io
 import logging
 import os
 import re
+import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol, Required, TypedDict, Unpack, cast
@@ -38,6 +39,7 @@ from ._client import SieveClient
 from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
+from ._paging import is_id
 
 __all__ = [
     "CSV_COLUMNS",
@@ -49,15 +51,21 @@ __all__ = [
     "JsonlWriter",
     "ListingState",
     "OutputLockedError",
+    "ParquetPartsWriter",
     "ParquetWriter",
     "StateError",
     "Writer",
+    "advance_heads",
     "export",
+    "load_heads",
     "load_state",
     "lock_output",
+    "parts_dir_for",
+    "save_heads",
     "save_state",
     "state_path_for",
     "verify_output",
+    "verify_parquet_parts",
 ]
 
 logger = logging.getLogger("sieve_async.export")
@@ -94,6 +102,9 @@ STATE_VERSION: Final = 2
 #: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+#: Ids of a listing's first jobs a state keeps (`ListingState.head`): enough that an incremental
+#: export still finds where the last one started when a few of them have left the listing.
+HEAD_IDS: Final = 8
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -161,7 +172,8 @@ class _StreamWriter:
         self._stream = stream
         self.length = length
         self._owned = owned
-        self._durable = durable
+        # fsync of a character device (/dev/null) or a pipe fails with EINVAL: nothing to keep.
+        self._durable = durable and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         # Hashing as the bytes go out keeps a long export linear: no state save re-reads the file.
         if checksum is None and length == 0:
             checksum = hashlib.sha256()
@@ -196,7 +208,7 @@ class JsonlWriter(_StreamWriter):
         stream: a binary stream positioned at ``length``.
         length: bytes already in the output before this writer (when resuming).
         owned: close ``stream`` in `close`.
-        durable: fsync in `sync` (for files; not for a pipe).
+        durable: fsync in `sync` (for files; never done for a device or a pipe).
         checksum: the sha256 of those ``length`` bytes, as `verify_output` returns it; without
             it a resumed writer's `checksum` is ``None``.
     """
@@ -258,16 +270,20 @@ class ParquetWriter:
     """
 
     def __init__(self, path: Path, *, row_group_size: int = 50_000) -> None:
+        self._setup(row_group_size)
+        self._file = self._pq.ParquetWriter(str(path), self._schema)
+
+    def _setup(self, row_group_size: int) -> None:
         import pyarrow as pa  # noqa: PLC0415 - an optional extra, imported only when asked for
         import pyarrow.parquet as pq  # noqa: PLC0415 - same
 
         self._pa = pa
+        self._pq = pq
         fields = []
         for name in CSV_COLUMNS:
             kind = pa.timestamp("us", tz="UTC") if name in _TIMESTAMP_FIELDS else pa.string()
             fields.append(pa.field(name, kind))
         self._schema = pa.schema(fields)
-        self._file = pq.ParquetWriter(str(path), self._schema)
         self._rows: list[list[Any]] = []
         self._row_group_size = row_group_size
         self._timestamp_columns = [CSV_COLUMNS.index(name) for name in _TIMESTAMP_FIELDS]
@@ -281,17 +297,23 @@ class ParquetWriter:
         if len(self._rows) >= self._row_group_size:
             self._flush_rows()
 
-    def _flush_rows(self) -> None:
+    def _take_table(self) -> Any:
+        """The buffered rows as a table (``None`` if there are none), and the buffer empty."""
         if not self._rows:
-            return
+            return None
         pa = self._pa
         columns = zip(*self._rows, strict=True)
         arrays = [
             pa.array(values if field.name in _TIMESTAMP_FIELDS else _text(values), type=field.type)
             for values, field in zip(columns, self._schema, strict=True)
         ]
-        self._file.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
         self._rows = []
+        return pa.Table.from_arrays(arrays, schema=self._schema)
+
+    def _flush_rows(self) -> None:
+        table = self._take_table()
+        if table is not None:
+            self._file.write_table(table)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -303,6 +325,138 @@ class ParquetWriter:
     def close(self) -> None:
         self._flush_rows()
         self._file.close()
+
+
+def parts_dir_for(output: Path) -> Path:
+    """Where a resumable Parquet export keeps its parts: beside the output, ``<name>.parts``."""
+    return output.with_name(output.name + ".parts")
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+class ParquetPartsWriter(ParquetWriter):
+    """Parquet that can resume: a complete Parquet file per `sync`, then one file from them.
+
+    A Parquet file is readable only once its footer is written, so a file being written cannot
+    be continued after a crash. This writer writes the rows buffered since the last `sync` as a
+    part of their own (``part-000000.parquet``, ... in `parts_dir_for` the output), fsync-ed
+    before `sync` returns, so a state saved after it covers whole parts: its length is the
+    parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
+    `assemble` then writes the output from the parts.
+
+    Args:
+        path: the output file `assemble` writes.
+        length: bytes of the parts a resumed state covers (parts after those are removed);
+            0 starts afresh, removing any parts there are.
+        checksum: their sha256, as `verify_parquet_parts` returns it.
+        row_group_size: rows buffered before a part is written without waiting for `sync`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        length: int = 0,
+        checksum: hashlib._Hash | None = None,
+        row_group_size: int = 50_000,
+    ) -> None:
+        self._setup(row_group_size)
+        self._path = path
+        self._dir = parts_dir_for(path)
+        self._dir.mkdir(exist_ok=True)
+        self.length = 0
+        self._next = 0
+        # The parts the state covers stay; any after them were written after it was saved.
+        while self.length < length:
+            self.length += (self._dir / _part_name(self._next)).stat().st_size
+            self._next += 1
+        for part in self._dir.glob("part-*.parquet"):
+            if part.name >= _part_name(self._next):
+                part.unlink()
+        self._hash = hashlib.sha256() if checksum is None else checksum
+
+    def _flush_rows(self) -> None:
+        table = self._take_table()
+        if table is None:
+            return
+        sink = self._pa.BufferOutputStream()
+        self._pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
+        with open(self._dir / _part_name(self._next), "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        _fsync_directory(self._dir)
+        self._next += 1
+        self.length += len(data)
+        self._hash.update(data)
+
+    def sync(self) -> int:
+        self._flush_rows()
+        return self.length
+
+    def checksum(self) -> str | None:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._flush_rows()
+
+    def assemble(self) -> None:
+        """Write the output from the parts, in order, replacing it atomically."""
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        with self._pq.ParquetWriter(str(tmp), self._schema) as out:
+            # Parts are as small as the time between two states; row groups need not be.
+            tables: list[Any] = []
+            for index in range(self._next):
+                tables.append(self._pq.read_table(self._dir / _part_name(index)))
+                if sum(table.num_rows for table in tables) >= self._row_group_size:
+                    out.write_table(self._pa.concat_tables(tables))
+                    tables = []
+            if tables:
+                out.write_table(self._pa.concat_tables(tables))
+        with open(tmp, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp, self._path)
+        _fsync_directory(self._path.parent)
+
+    def remove_parts(self) -> None:
+        """Remove the parts, once no state refers to them."""
+        for part in self._dir.glob("part-*.parquet"):
+            part.unlink()
+        self._dir.rmdir()
+
+
+def verify_parquet_parts(path: Path, state: ExportState) -> hashlib._Hash:
+    """Check that the parts of ``path`` a resume state covers are the ones the export wrote.
+
+    Returns:
+        The sha256 of those parts, to pass on as `ParquetPartsWriter`'s ``checksum``.
+
+    Raises:
+        StateError: a part is missing, they do not add up to the state's length, or their bytes
+            differ from the ones it covers.
+    """
+    if state.sha256 is None:
+        raise StateError(f"the resume state of {path} records no checksum to verify it with")
+    folder = parts_dir_for(path)
+    checksum = hashlib.sha256()
+    length = index = 0
+    while length < state.length:
+        try:
+            data = (folder / _part_name(index)).read_bytes()
+        except FileNotFoundError:
+            raise StateError(f"{folder / _part_name(index)} is missing") from None
+        checksum.update(data)
+        length += len(data)
+        index += 1
+    if length != state.length or checksum.hexdigest() != state.sha256:
+        raise StateError(
+            f"the parts in {folder} were changed after the export wrote them: they are not the "
+            "ones its resume state covers"
+        )
+    return checksum
 
 
 # -- the state file --------------------------------------------------------------------------
@@ -339,6 +493,9 @@ class ListingState:
     done: bool = False
     #: The listing was found not to be newest-first, so ``since`` filters instead of stopping.
     unordered: bool = False
+    #: Ids of the first jobs of the listing this export wrote (at most `HEAD_IDS`), newest
+    #: first: where an incremental export after this one stops (`export`'s ``stop_at``).
+    head: list[str | int] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -420,6 +577,7 @@ class ExportState:
                 unordered=_field(
                     value.get("unordered"), f"{where}.unordered", bool, "true or false"
                 ),
+                head=_ids(value.get("head", []), f"{where}.head"),
             )
         return cls(
             params=_field(doc.get("params"), "params", dict, "an object"),
@@ -437,6 +595,15 @@ def _field(value: Any, name: str, kind: Any, expected: str) -> Any:
         raise StateError(f"the resume state is damaged: {name} is missing")
     if not isinstance(value, kind):
         raise StateError(f"the resume state is damaged: {name} should be {expected}, not {value!r}")
+    return value
+
+
+def _ids(value: Any, name: str) -> list[str | int]:
+    """A list of job ids (strings or integers), or `StateError` naming ``name``."""
+    if not isinstance(value, list) or not all(map(is_id, value)):
+        raise StateError(
+            f"the resume state is damaged: {name} should be a list of ids, not {value!r}"
+        )
     return value
 
 
@@ -459,13 +626,69 @@ def lock_path_for(output: Path) -> Path:
 
 def save_state(path: Path, state: ExportState) -> None:
     """Replace the state file atomically: write a temporary file, fsync it, rename it over."""
+    _replace(path, state.to_json())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: a temporary file, fsync-ed, renamed over."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as file:
-        file.write(state.to_json())
+        file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
     _fsync_directory(path.parent)
+
+
+#: The version of the incremental state format (`load_heads`, `save_heads`).
+HEADS_VERSION: Final = 1
+
+
+def load_heads(path: Path) -> dict[str, list[str | int]]:
+    """The incremental state at ``path``: per listing, the ids its last export started from.
+
+    Returns an empty mapping if there is no file yet (the first run exports everything).
+
+    Raises:
+        StateError: the file exists but is not such a state; the message names it.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StateError(f"the incremental state is damaged: not JSON ({exc})") from exc
+        doc = _field(doc, "the state", dict, "an object")
+        if _field(doc.get("version"), "version", int, "a number") != HEADS_VERSION:
+            raise StateError(f"unsupported incremental state version {doc['version']!r}")
+        heads = {}
+        for name, ids in _field(doc.get("listings"), "listings", dict, "an object").items():
+            FunctionRef.parse(name)
+            heads[name] = _ids(ids, f"listings[{name!r}]")
+        return heads
+    except (StateError, ValueError) as exc:
+        raise StateError(f"{path}: {exc}") from exc
+
+
+def save_heads(path: Path, heads: Mapping[str, Sequence[str | int]]) -> None:
+    """Replace the incremental state at ``path`` atomically (see `load_heads`)."""
+    doc = {"version": HEADS_VERSION, "listings": {name: list(ids) for name, ids in heads.items()}}
+    _replace(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def advance_heads(
+    heads: Mapping[str, Sequence[str | int]], state: ExportState
+) -> dict[str, list[str | int]]:
+    """``heads`` moved on by a finished export started from them: each listing's newest ids
+    are the ones ``state`` wrote first, then the ones it stopped at (at most `HEAD_IDS`)."""
+    moved = {name: list(ids) for name, ids in heads.items()}
+    for name, listing in state.listings.items():
+        ids = list(dict.fromkeys([*listing.head, *moved.get(name, [])]))
+        moved[name] = ids[:HEAD_IDS]
+    return moved
 
 
 def load_state(path: Path) -> ExportState | None:
@@ -656,6 +879,7 @@ async def export(
     state_path: Path | None = None,
     save_every: float = 0.5,
     on_progress: Callable[[ExportResult], None] | None = None,
+    stop_at: Mapping[str, Collection[str | int]] | None = None,
 ) -> ExportResult:
     """Export the jobs of ``refs`` through ``writer``; failed listings do not stop the others.
 
@@ -674,6 +898,9 @@ async def export(
             with no failure, kept otherwise (also when cancelled) for a later resume.
         save_every: seconds between two saves of the state.
         on_progress: called with the live `ExportResult` after each page.
+        stop_at: per listing (``owner/name``), ids of jobs an earlier export already holds,
+            such as the `ListingState.head` of its state: the listing stops before the first
+            of them it meets, so only jobs newer than that export are written.
 
     Returns:
         What was exported, and which listings failed.
@@ -686,7 +913,7 @@ async def export(
     jobs_by_page = _fan_out(
         sieve, todo, state, state_path, concurrency=concurrency, status=status, page_size=page_size
     )
-    window = _Window(since, max_jobs)
+    window = _Window(since, max_jobs, stop_at or {})
     last_save = time.monotonic()
 
     if state_path is not None:
@@ -700,6 +927,8 @@ async def export(
                 result.truncated = window.truncated
                 if jobs:
                     writer.write(ref, jobs)
+                    if len(listing.head) < HEAD_IDS:
+                        listing.head += [job.id for job in jobs[: HEAD_IDS - len(listing.head)]]
                     state.jobs += len(jobs)
                     result.jobs += len(jobs)
                     result.total_jobs = state.jobs
@@ -718,6 +947,7 @@ async def export(
                     on_progress(result)
         _tally(result, jobs_by_page, len(todo))
         result.completed = [ref for ref in todo if ref in jobs_by_page.done]
+        window.warn_unreached(result.completed)
         if on_progress is not None:
             on_progress(result)
     finally:
@@ -777,24 +1007,52 @@ def _fan_out(
 class _Window:
     """Which jobs of a page go out: those created since ``since``, up to ``max_jobs`` in all."""
 
-    def __init__(self, since: datetime | None, max_jobs: int | None) -> None:
+    def __init__(
+        self,
+        since: datetime | None,
+        max_jobs: int | None,
+        stop_at: Mapping[str, Collection[str | int]],
+    ) -> None:
         self.since = since
         self.max_jobs = max_jobs
         #: The output reached ``max_jobs``.
         self.truncated = False
         self._newest_seen: dict[FunctionRef, datetime | None] = {}
+        self._stop_at = {name: frozenset(ids) for name, ids in stop_at.items() if ids}
+        self._reached: set[str] = set()
+
+    def _before_known(self, ref: FunctionRef, jobs: Sequence[Job]) -> tuple[Sequence[Job], bool]:
+        """The jobs of ``jobs`` before the first one ``stop_at`` names, and whether one did."""
+        known = self._stop_at.get(str(ref))
+        if known:
+            for index, job in enumerate(jobs):
+                if job.id in known:
+                    self._reached.add(str(ref))
+                    return jobs[:index], True
+        return jobs, False
+
+    def warn_unreached(self, completed: Iterable[FunctionRef]) -> None:
+        """Warn of each listing read to its end without meeting a job ``stop_at`` names."""
+        for ref in completed:
+            if str(ref) in self._stop_at and str(ref) not in self._reached:
+                logger.warning(
+                    "%s: the jobs the earlier export started from have all left the listing, "
+                    "so all of it was exported",
+                    ref,
+                )
 
     def select(
         self, ref: FunctionRef, listing: ListingState, page: Sequence[Job], written: int
     ) -> tuple[Sequence[Job], bool]:
         """The jobs of ``page`` to write, and whether ``ref``'s listing can stop after it."""
-        jobs, stop = page, False
+        jobs, stop = self._before_known(ref, page)
         since = self.since
         if since is not None:
             was_unordered = listing.unordered
-            jobs, stop, listing.unordered, self._newest_seen[ref] = _since_window(
+            jobs, old, listing.unordered, self._newest_seen[ref] = _since_window(
                 jobs, since, self._newest_seen.get(ref), listing.unordered
             )
+            stop = stop or old
             if listing.unordered and not was_unordered:
                 logger.warning(
                     "%s: jobs are not newest-first; reading the whole listing to apply --since",

@@ -148,9 +148,7 @@ class AiohttpSender:
                 problem = f"could not be decoded ({exc.__cause__.message})"
             else:
                 problem = "was cut short"
-            raise SieveConnectionError(
-                f"GET {safe_url(url)}: the response body {problem}"
-            ) from exc
+            raise SieveConnectionError(f"GET {safe_url(url)}: the response body {problem}") from exc
         except aiohttp.ClientError as exc:
             raise SieveConnectionError(
                 f"GET {safe_url(url)} failed: {type(exc).__name__}: {exc}"

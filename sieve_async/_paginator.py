@@ -19,7 +19,6 @@ __all__ = ["AsyncPaginator"]
 T = TypeVar("T")
 
 
-
 class AsyncPaginator(AsyncClosable, Generic[T]):
     """Every item of one listing, fetched page by page; see the ``list_*`` methods of the client.
 

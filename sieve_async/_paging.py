@@ -155,8 +155,7 @@ def id_key(item: Any) -> Hashable:
     if not is_id(key):
         # Accepting a bool would make ids 1 and true equal (True == 1 to Python).
         raise SieveDecodeError(
-            f"a listed item's 'id' is {excerpt(key).decode()}, "
-            "not a string or an integer"
+            f"a listed item's 'id' is {excerpt(key).decode()}, not a string or an integer"
         )
     return key
 

@@ -82,9 +82,7 @@ def classify(response: Response, decode: Callable[[int, bytes], T], redact: Reda
         raise
 
 
-def redirect(
-    response: Response, request: Request, origin: URL, redact: Redactor
-) -> Request | None:
+def redirect(response: Response, request: Request, origin: URL, redact: Redactor) -> Request | None:
     """The request that follows ``response``, or ``None`` when it is not a redirect.
 
     The target must be an absolute http(s) URL (relative to the request is fine), never https to
@@ -290,4 +288,3 @@ def _error_detail(body: bytes) -> Any:
     if isinstance(document, dict) and "detail" in document:
         return document["detail"]
     return document
-

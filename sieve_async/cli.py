@@ -3,7 +3,8 @@
 Exit codes: 0 everything exported; 1 some listings failed (each is named on stderr, the others
 are in the output) or another API error; 2 a usage error (bad arguments, no API key, another
 export writing the same file, a resume state that is damaged or written for other arguments,
-an output changed since its state was saved); 130 interrupted, after the resume state was saved.
+an output changed since its state was saved); 130 interrupted, after the resume state was saved;
+141 (128 + SIGPIPE, as a shell reports ``yes | head``) the reader of stdout or a pipe went away.
 """
 
 from __future__ import annotations
@@ -23,9 +24,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
+
 from . import __version__
 from ._client import SieveClient
-from ._exceptions import SieveConfigError, SieveError
+from ._exceptions import (
+    SieveAuthenticationError,
+    SieveConfigError,
+    SieveConnectionError,
+    SieveDecodeError,
+    SieveError,
+    SieveNotFoundError,
+    SievePermissionError,
+    SieveRateLimitError,
+    SieveServerError,
+)
 from ._export import (
     FORMATS,
     FUNCTION_KEY,
@@ -34,16 +47,23 @@ from ._export import (
     ExportState,
     JsonlWriter,
     OutputLockedError,
+    ParquetPartsWriter,
     ParquetWriter,
     StateError,
     Writer,
+    advance_heads,
     export,
+    load_heads,
     load_state,
     lock_output,
+    parts_dir_for,
+    save_heads,
     state_path_for,
     verify_output,
+    verify_parquet_parts,
 )
 from ._models import FunctionRef
+from ._policy import check_base_url
 from ._validate import STATUSES
 from .testing import FakeSieve, Faults
 
@@ -53,6 +73,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+#: What a shell reports for a command killed by SIGPIPE, as ``yes | head`` ends ``yes``.
+EXIT_BROKEN_PIPE: Final = 128 + signal.SIGPIPE
 
 #: Function names the fake server and the demo serve, before numbered ones.
 _FAKE_NAMES: Final = (
@@ -130,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sieve-async",
         description="Read Sieve job history at scale.",
-        epilog="exit codes: 0 ok, 1 some listings failed, 2 usage error, 130 interrupted",
+        epilog=(
+            "exit codes: 0 ok, 1 some listings failed, 2 usage error, 130 interrupted, "
+            "141 the reader of the output went away (| head)"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -193,6 +218,31 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "continue an interrupted export of the same arguments into the same file (refused "
             "if the part already written has changed since)"
+        ),
+    )
+    ex.add_argument(
+        "--incremental",
+        type=Path,
+        metavar="STATE",
+        help=(
+            "export only the jobs that are new since the last finished run with this STATE "
+            "file (the first run exports everything); STATE is updated when a run finishes"
+        ),
+    )
+    ex.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help=(
+            "accept a plain http:// SIEVE_API_URL to a host that is not loopback (the API key "
+            "then travels unencrypted)"
+        ),
+    )
+    ex.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "start over into an output left by an interrupted or failed export (without it, or "
+            "--resume, such an output is refused)"
         ),
     )
     ex.add_argument(
@@ -312,8 +362,13 @@ def _error(message: str) -> None:
     print(f"sieve-async: {message}", file=sys.stderr, flush=True)
 
 
+#: What to install for the progress bar (rich is an extra, not a dependency of the library).
+_PROGRESS_EXTRA: Final = "sieve-async[progress]"
+
+
 class _Progress:
-    """A rich progress bar on stderr, when stderr is a terminal and rich is installed."""
+    """A rich progress bar on stderr, when stderr is a terminal and rich is installed; on a
+    terminal without rich, one line saying how to get it."""
 
     def __init__(self, sieve: SieveClient, listings: int) -> None:
         self._sieve = sieve
@@ -333,6 +388,7 @@ class _Progress:
                 TimeElapsedColumn,
             )
         except ImportError:
+            _error(f"for a progress bar: pip install '{_PROGRESS_EXTRA}'")
             return
         self._bar = Progress(
             SpinnerColumn(),
@@ -341,13 +397,18 @@ class _Progress:
             MofNCompleteColumn(),
             TextColumn(
                 "{task.fields[jobs]:,} jobs · {task.fields[pages]:,} pages · "
-                "{task.fields[rate]:,.0f} jobs/s · {task.fields[retries]:,} retries"
+                "{task.fields[rate]:,.0f} jobs/s · {task.fields[retries]}"
             ),
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
         self._task = self._bar.add_task(
-            "export", total=listings, jobs=0, pages=0, rate=0.0, retries=0
+            "export",
+            total=listings,
+            jobs=0,
+            pages=0,
+            rate=0.0,
+            retries=_count(0, "retry", "retries"),
         )
 
     def __enter__(self) -> _Progress:
@@ -371,54 +432,111 @@ class _Progress:
             jobs=result.total_jobs,
             pages=stats.pages,
             rate=result.jobs / elapsed,
-            retries=stats.retries,
+            retries=_count(stats.retries, "retry", "retries"),
         )
 
 
-def _report(result: ExportResult, target: str, extra: str = "") -> None:
+def _report(
+    result: ExportResult, target: str, extra: str = "", *, max_jobs: int | None = None
+) -> None:
     """The summary line, then one line per failed listing, on stderr."""
-    _error(_summary(result, target) + extra)
+    _error(_summary(result, target, max_jobs) + extra)
     for ref, error in result.failures:
         _error(f"failed: {ref}: {error}")
 
 
-def _summary(result: ExportResult, target: str) -> str:
-    ok = result.done
-    failed = len(result.failures)
+def _count(number: int, word: str, plural: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``1 retry``, ``3 retries``."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
+
+
+def _summary(result: ExportResult, target: str, max_jobs: int | None = None) -> str:
     rate = result.jobs / result.elapsed if result.elapsed > 0 else 0.0
-    text = (
-        f"exported {result.jobs:,} jobs from {result.listings} "
-        f"listing{'' if result.listings == 1 else 's'} "
-        f"({ok} ok, {failed} failed) in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
-    )
-    if result.total_jobs != result.jobs:
-        text += f"; {result.total_jobs:,} jobs in the file"
+    text = f"exported {_count(result.jobs, 'job')} from {_count(result.listings, 'listing')}"
     if result.truncated:
-        text += " (stopped at --max-jobs)"
+        # Listings cut short by --max-jobs are neither finished nor failed.
+        limit = "" if max_jobs is None else f" {max_jobs:,}"
+        text += f" (stopped at --max-jobs{limit}; {result.done} read to the end)"
+    else:
+        text += f" ({result.done} ok, {len(result.failures)} failed)"
+    text += f" in {result.elapsed:.1f} s ({rate:,.0f} jobs/s) to {target}"
+    if result.total_jobs != result.jobs:
+        text += f"; {_count(result.total_jobs, 'job')} in the file"
     return text
 
 
 # -- export ----------------------------------------------------------------------------------
 
 
+#: Output suffixes and the format each stands for; another suffix needs --format.
+_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
 def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
     if args.format:
         return str(args.format)
-    if path is not None and path.suffix.lower() in (".csv", ".parquet"):
-        return path.suffix.lower()[1:]
-    return "jsonl"
+    # No suffix (stdout, /dev/null, a named pipe, "jobs") means JSONL, as documented; a suffix
+    # that names some other format (out.xlsx, out.json, out.jsonl.gz) is not silently JSONL.
+    if path is None or not path.suffix:
+        return "jsonl"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(_SUFFIXES)
+        raise UsageError(
+            f"cannot tell the format of {path} from its suffix {path.suffix!r} (known: {known}); "
+            "pass --format jsonl, csv or parquet"
+        )
+    return fmt
+
+
+def _keeps_state(path: Path | None) -> bool:
+    """Whether an export to ``path`` keeps a resume state and a lock: only a regular file (or
+    one still to be made) does; stdout, /dev/null, a terminal or a named pipe cannot be
+    truncated back to a state, nor fsynced."""
+    return path is not None and (not path.exists() or path.is_file())
+
+
+def _refused_as_insecure(url: str) -> bool:
+    """Whether the client refuses ``url`` only because it is plain HTTP to a remote host."""
+    try:
+        check_base_url(url, allow_insecure_http=False)
+    except SieveConfigError:
+        try:
+            check_base_url(url, allow_insecure_http=True)
+        except SieveConfigError:
+            return False
+        return True
+    return False
 
 
 def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
     if not args.functions and not args.all_functions:
         raise UsageError("name at least one OWNER/FUNCTION, or pass --all-functions")
+    if args.functions and args.all_functions:
+        raise UsageError(
+            "--all-functions exports every function the key can see; pass it or name functions, "
+            "not both"
+        )
+    url = os.environ.get("SIEVE_API_URL")
+    if url and not args.allow_insecure_http and _refused_as_insecure(url):
+        raise UsageError(
+            f"refusing the plain http:// SIEVE_API_URL {url}: the API key would travel "
+            "unencrypted. Use https://, or pass --allow-insecure-http if you really mean it"
+        )
+    if args.incremental is not None and (args.max_jobs or args.status):
+        # A run cut short by --max-jobs would leave a gap behind the jobs it wrote; a job
+        # entering a --status filter later is not at the head where the next run looks.
+        raise UsageError(
+            "--incremental exports every new job: it cannot be combined with --max-jobs or "
+            "--status (filter the output instead)"
+        )
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the output and --overwrite starts it over: pick one")
     path = None if args.output in (None, "-") else Path(args.output)
     fmt = _pick_format(args, path)
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet needs a file: -o FILE")
-        if args.resume:
-            raise UsageError("--resume is not supported for parquet; use jsonl or csv")
         try:
             import pyarrow  # noqa: F401, PLC0415 - only to report a missing extra early
         except ImportError:
@@ -427,14 +545,22 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
             ) from None
     if args.resume and path is None:
         raise UsageError("--resume needs an output file: -o FILE")
+    if args.resume and not _keeps_state(path):
+        raise UsageError(f"--resume needs a regular file, and {path} is a device or a pipe")
     if args.csv_raw_formulas and fmt != "csv":
         raise UsageError(f"--csv-raw-formulas applies to CSV output only, not {fmt}")
     return path, fmt
 
 
-def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
-    """The arguments that decide what the output holds; a resume must repeat them."""
-    return {
+def _params(
+    args: argparse.Namespace, fmt: str, heads: dict[str, list[str | int]] | None
+) -> dict[str, Any]:
+    """The arguments that decide what the output holds; a resume must repeat them.
+
+    ``heads`` is the incremental state the run starts from: a resume started from another
+    one (a run in between finished and moved it on) would leave a gap or repeat jobs.
+    """
+    params = {
         "functions": sorted(str(ref) for ref in args.functions),
         "all_functions": bool(args.all_functions),
         "status": args.status,
@@ -442,6 +568,10 @@ def _params(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
         "format": fmt,
         "csv_raw_formulas": bool(args.csv_raw_formulas),
     }
+    if heads is not None:
+        digest = hashlib.sha256(orjson.dumps(heads, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        params["incremental"] = digest
+    return params
 
 
 def _load_resume_state(
@@ -460,6 +590,8 @@ def _load_resume_state(
                 f"{state_path_for(path)} was written for other arguments (different "
                 f"{', '.join(differ)}); repeat the original command"
             )
+        if params["format"] == "parquet":
+            return state, verify_parquet_parts(path, state)
         return state, verify_output(path, state)
     except StateError as exc:
         raise StateError(f"{exc}; drop --resume to start over") from exc
@@ -487,8 +619,13 @@ def _open_writer(
         writer = _stream_writer(
             fmt, sys.stdout.buffer, owned=False, durable=False, raw_formulas=raw_formulas
         )
-    elif fmt == "parquet":
+    elif fmt == "parquet" and not _keeps_state(path):
         writer = ParquetWriter(path)
+    elif fmt == "parquet":
+        if resume is None:
+            writer = ParquetPartsWriter(path)
+        else:
+            writer = ParquetPartsWriter(path, length=resume[0].length, checksum=resume[1])
     elif resume is not None:
         state, checksum = resume
         # Lines after the covered length were written after the last state: drop them,
@@ -507,7 +644,8 @@ def _open_writer(
         )
     else:
         file = open(path, "wb")  # noqa: SIM115 - the writer closes it
-        writer = _stream_writer(fmt, file, owned=True, durable=True, raw_formulas=raw_formulas)
+        durable = _keeps_state(path)
+        writer = _stream_writer(fmt, file, owned=True, durable=durable, raw_formulas=raw_formulas)
     try:
         yield writer
     finally:
@@ -516,11 +654,14 @@ def _open_writer(
 
 async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
     path, fmt = _check_export_args(args)
-    if path is None:
-        return await _export_to(path, fmt, args, live)
-    # Held from before the state is read until the summary: two exports into one file would
-    # interleave their lines and their states.
-    with lock_output(path):
+    with contextlib.ExitStack() as locks:
+        # Held from before the state is read until the summary: two exports into one file would
+        # interleave their lines and their states, and two incremental runs from one state
+        # would both export the same new jobs.
+        if path is not None and _keeps_state(path):
+            locks.enter_context(lock_output(path))
+        if args.incremental is not None:
+            locks.enter_context(lock_output(args.incremental))
         return await _export_to(path, fmt, args, live)
 
 
@@ -536,18 +677,36 @@ async def _functions_to_export(
     return list(dict.fromkeys(refs))
 
 
+def _refuse_unfinished_output(path: Path, args: argparse.Namespace) -> None:
+    """Refuse to write over the output of an export that did not finish, unless asked to."""
+    state = state_path_for(path)
+    written = path.exists() or parts_dir_for(path).exists()
+    if args.resume or args.overwrite or not (written and state.exists()):
+        return
+    raise UsageError(
+        f"{path} holds an export that did not finish (its resume state is {state}): add "
+        "--resume to continue it, or --overwrite to start over"
+    )
+
+
 async def _export_to(
     path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
 ) -> int:
-    params = _params(args, fmt)
+    stateful = _keeps_state(path)
+    if path is not None and stateful:
+        _refuse_unfinished_output(path, args)
+    heads = None if args.incremental is None else load_heads(args.incremental)
+    params = _params(args, fmt, heads)
     resume = _load_resume_state(path, params) if args.resume and path is not None else None
-    state = None if resume is None else resume[0]
-    if args.resume and state is None:
+    if args.resume and resume is None:
         _error("no resume state beside the output; starting from the beginning")
-    async with SieveClient(max_connections=args.concurrency) as sieve:
-        refs = await _functions_to_export(sieve, args, state)
-        if state is None and path is not None and fmt != "parquet":
-            state = ExportState(params=params)
+    client = SieveClient(
+        max_connections=args.concurrency, allow_insecure_http=args.allow_insecure_http
+    )
+    async with client as sieve:
+        refs = await _functions_to_export(sieve, args, None if resume is None else resume[0])
+        state = ExportState(params=params) if resume is None else resume[0]
+        state_path = state_path_for(path) if path and stateful else None
         target = "stdout" if path is None else str(path)
         opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
         with _Progress(sieve, len(refs)) as progress, opened as writer:
@@ -567,15 +726,76 @@ async def _export_to(
                 since=args.since,
                 max_jobs=args.max_jobs,
                 state=state,
-                state_path=None if path is None or state is None else state_path_for(path),
+                state_path=state_path,
                 on_progress=on_progress,
+                stop_at=heads,
             )
-    _report(result, target)
+        if isinstance(writer, ParquetPartsWriter):
+            # Readable whole even after a failure; the parts stay while a state refers to them.
+            writer.assemble()
+            if state_path is None or not state_path.exists():
+                writer.remove_parts()
+    retries = sieve.stats.retries
+    _report(
+        result,
+        target,
+        f"; {_count(retries, 'retry', 'retries')}" if retries else "",
+        max_jobs=args.max_jobs,
+    )
+    if heads is not None and args.incremental is not None:
+        _advance_incremental(args.incremental, heads, state, result)
     if result.failures:
-        if path is not None and state is not None:
-            _error("run the same command with --resume to retry the failed listings")
+        resumable = state_path is not None
+        for line in _advice([error for _, error in result.failures], resumable=resumable):
+            _error(line)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _advance_incremental(
+    path: Path, heads: dict[str, list[str | int]], state: ExportState, result: ExportResult
+) -> None:
+    """Move the incremental state on past a run that finished; leave it for one that did not,
+    whose output is then finished with --resume (or written again from the same state)."""
+    if result.failures or result.pending:
+        _error(f"{path} is unchanged: the next run starts where this one did")
+        return
+    save_heads(path, advance_heads(heads, state))
+    _error(f"{path} updated: the next --incremental run exports only jobs newer than these")
+
+
+#: Failures that may pass by themselves: a later attempt can succeed where this one gave up.
+_TRANSIENT: Final = (SieveServerError, SieveRateLimitError, SieveConnectionError, SieveDecodeError)
+
+
+def _advice(errors: Sequence[BaseException], *, resumable: bool) -> list[str]:
+    """What to do about ``errors``, one line per kind of failure, in a fixed order.
+
+    Only a failure that may pass by itself (5xx, 429, timeouts, connections, a cut body) is
+    worth running again; a rejected key or an unknown name fails the same way every time.
+    """
+    kinds = {type(error) for error in errors}
+    lines = []
+    if any(issubclass(kind, SieveAuthenticationError) for kind in kinds):
+        lines.append("the server refused the API key (401): check SIEVE_API_KEY")
+    if any(issubclass(kind, SievePermissionError) for kind in kinds):
+        lines.append(
+            "the API key may not read those jobs (403): use a key of the organization that "
+            "owns the function"
+        )
+    if any(issubclass(kind, SieveNotFoundError) for kind in kinds):
+        lines.append(
+            "no such function (404): check the OWNER/FUNCTION name, or pass --all-functions "
+            "to export every function the key can see"
+        )
+    if any(issubclass(kind, _TRANSIENT) for kind in kinds):
+        lines.append(
+            "the server or the network failed (after retries): run the same command with "
+            "--resume to retry the failed listings"
+            if resumable
+            else "the server or the network failed (after retries): run the command again later"
+        )
+    return lines
 
 
 # -- demo and fake server --------------------------------------------------------------------
@@ -724,6 +944,13 @@ def _execute(args: argparse.Namespace) -> int:
         return _dispatch(args)
 
 
+def _has_state(args: argparse.Namespace) -> bool:
+    """Whether an interrupted ``export`` left a resume state to continue from."""
+    if args.command != "export" or args.output in (None, "-"):
+        return False
+    return state_path_for(Path(args.output)).exists()
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     live: list[ExportResult] = []
     try:
@@ -734,9 +961,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(lambda: _fake_server_command(args))
     except KeyboardInterrupt:
         done = f" after {live[0].total_jobs:,} jobs" if live else ""
-        resume = (
-            " (run the same command with --resume to continue)" if args.command == "export" else ""
-        )
+        resume = " (run the same command with --resume to continue)" if _has_state(args) else ""
         _error(f"interrupted{done}{resume}")
         return EXIT_INTERRUPTED
     except (SieveConfigError, UsageError, StateError, OutputLockedError) as exc:
@@ -744,12 +969,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except SieveError as exc:
         _error(str(exc))
+        for line in _advice([exc], resumable=False):
+            _error(line)
         return EXIT_FAILED
     except BrokenPipeError:
-        # The reader of stdout went away (``| head``): stop quietly, as other tools do.
+        # The reader of stdout went away (``| head``): stop quietly with the status a shell
+        # gives a command SIGPIPE ended, as other tools do. Later flushes of stdout (at exit)
+        # go to /dev/null instead of raising again.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         return EXIT_FAILED

@@ -69,6 +69,7 @@ TRANSIENT_FAULTS: Final = (
 FAULT_KINDS: Final = (*TRANSIENT_FAULTS, "403", "wrong_shape", "stuck")
 _EPOCH: Final = datetime(2025, 6, 1, tzinfo=UTC)
 
+
 @attrs.frozen
 class Faults:
     """Failures to inject into listing requests, reproducibly.
@@ -722,9 +723,7 @@ class FakeSieve:
             transport.abort()
         return stream
 
-    async def _guarded(
-        self, request: _Asked, handler: Any, *, listing: bool
-    ) -> web.StreamResponse:
+    async def _guarded(self, request: _Asked, handler: Any, *, listing: bool) -> web.StreamResponse:
         record = self._record(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

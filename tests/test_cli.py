@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from sieve_async import cli
-from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
+from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults, Mutations
 
 CLI = str(Path(sys.executable).parent / "sieve-async")
 FUNCTION_KEY = "_sieve_function"
@@ -321,7 +321,7 @@ def test_unknown_function_fails_alone(fake: ServedFake, run: Run, tmp_path: Path
         ["export", "a/b", "--concurrency", "0"],
         ["export", "a/b", "--since", "yesterday"],
         ["export"],
-        ["export", "a/b", "-o", "jobs.parquet", "--resume"],
+        ["export", "a/b", "--format", "parquet", "--resume"],
         ["export", "a/b", "--resume"],
     ],
 )
@@ -574,3 +574,425 @@ def test_main_tunes_the_collector_for_an_export(
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert calls == []
+
+
+def test_unfinished_output_is_refused_without_resume_or_overwrite(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """An output whose export did not finish is neither resumed nor overwritten by accident:
+    exit 2 naming both ways on; --overwrite starts over, --resume continues."""
+    out = tmp_path / "jobs.jsonl"
+    args, state = failed_export_with_state(run, fake, out)
+    before = out.read_bytes()
+
+    again = run(*args, env=fake.variables())
+    assert again.returncode == 2, again.stderr
+    assert f"{out} holds an export that did not finish" in again.stderr
+    assert "add --resume to continue it, or --overwrite to start over" in again.stderr
+    assert out.read_bytes() == before
+    assert state.exists()
+
+    both = run(*args, "--resume", "--overwrite", env=fake.variables())
+    assert both.returncode == 2
+    assert "pick one" in both.stderr
+
+    over = run("export", fake.functions[1], "-o", str(out), "--overwrite", env=fake.variables())
+    assert over.returncode == 0, over.stderr
+    assert {line[FUNCTION_KEY] for line in read_jsonl(out)} == {fake.functions[1]}
+    assert len(read_jsonl(out)) == JOBS
+    assert not state.exists()
+    # A finished output has no state beside it: writing over it needs no flag.
+    plain = run("export", fake.functions[2], "-o", str(out), env=fake.variables())
+    assert plain.returncode == 0, plain.stderr
+    assert {line[FUNCTION_KEY] for line in read_jsonl(out)} == {fake.functions[2]}
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "out.json", "out.jsonl.gz"])
+def test_unknown_suffix_needs_format(fake: ServedFake, run: Run, tmp_path: Path, name: str) -> None:
+    """An output suffix that is not .jsonl, .ndjson, .csv or .parquet exits 2 asking for
+    --format, and writes nothing; with --format the same file is written."""
+    out = tmp_path / name
+    args = ("export", fake.functions[0], "--max-jobs", "5", "-o", str(out))
+    result = run(*args, env=fake.variables())
+    assert result.returncode == 2
+    suffix = out.suffix
+    assert f"from its suffix {suffix!r}" in result.stderr
+    assert "pass --format jsonl, csv or parquet" in result.stderr
+    assert not out.exists()
+    result = run(*args, "--format", "jsonl", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == 5
+
+
+@pytest.mark.parametrize(("name", "first"), [("jobs", b"{"), ("jobs.NDJSON", b"{")])
+def test_no_suffix_or_ndjson_is_jsonl(
+    fake: ServedFake, run: Run, tmp_path: Path, name: str, first: bytes
+) -> None:
+    """No suffix at all, or .ndjson in any case, means JSONL."""
+    out = tmp_path / name
+    result = run(
+        "export", fake.functions[0], "--max-jobs", "3", "-o", str(out), env=fake.variables()
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(first)
+    assert len(read_jsonl(out)) == 3
+
+
+def test_names_with_all_functions_are_refused(fake: ServedFake, run: Run, tmp_path: Path) -> None:
+    """Function names together with --all-functions exit 2 instead of exporting everything."""
+    out = tmp_path / "jobs.jsonl"
+    result = run(
+        "export", fake.functions[0], "--all-functions", "-o", str(out), env=fake.variables()
+    )
+    assert result.returncode == 2
+    assert "pass it or name functions, not both" in result.stderr
+    assert not out.exists()
+
+
+def test_a_rejected_key_says_check_the_key_not_resume(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """401: the advice names SIEVE_API_KEY, and never --resume (it cannot help)."""
+    out = tmp_path / "jobs.jsonl"
+    env = {**fake.variables(), "SIEVE_API_KEY": "sk-wrong"}
+    result = run("export", *fake.functions[:2], "-o", str(out), env=env)
+    assert result.returncode == 1
+    assert "the server refused the API key (401): check SIEVE_API_KEY" in result.stderr
+    assert "--resume" not in result.stderr
+    assert "sk-wrong" not in result.stderr
+    # --all-functions fails at its first request, before any listing: the same advice.
+    listing = run("export", "--all-functions", "-o", str(out), "--overwrite", env=env)
+    assert listing.returncode == 1
+    assert "check SIEVE_API_KEY" in listing.stderr
+    assert "--resume" not in listing.stderr
+
+
+def test_an_unknown_function_says_check_the_name_not_resume(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """404: the advice is to check the name, not --resume."""
+    result = run("export", "acme/nope", "-o", str(tmp_path / "jobs.jsonl"), env=fake.variables())
+    assert result.returncode == 1
+    assert "no such function (404): check the OWNER/FUNCTION name" in result.stderr
+    assert "--resume" not in result.stderr
+
+
+def test_a_server_that_keeps_failing_says_resume(run: Run, tmp_path: Path) -> None:
+    """A listing that still fails after the retries (429 here) is worth running again: to a
+    file, with --resume; to stdout, which cannot resume, just again."""
+    served = ServedFake(1, 10, faults=Faults(rate=1.0, kinds=("429",)))
+    try:
+        out = tmp_path / "jobs.jsonl"
+        result = run("export", *served.functions, "-o", str(out), env=served.variables())
+        assert result.returncode == 1
+        assert (
+            "the server or the network failed (after retries): run the same command with "
+            "--resume to retry the failed listings"
+        ) in result.stderr
+        assert "SIEVE_API_KEY" not in result.stderr
+        to_stdout = run("export", *served.functions, env=served.variables())
+        assert to_stdout.returncode == 1
+        assert "run the command again later" in to_stdout.stderr
+        assert "--resume" not in to_stdout.stderr
+    finally:
+        served.stop()
+
+
+def test_plain_http_to_a_remote_host_needs_allow_insecure_http(fake: ServedFake, run: Run) -> None:
+    """http:// to a host that is not loopback is refused (exit 2) naming --allow-insecure-http;
+    with it, the export runs. 0.0.0.0 is not a loopback name, yet reaches this machine."""
+    url = fake.url.replace("127.0.0.1", "0.0.0.0")
+    env = {**fake.variables(), "SIEVE_API_URL": url}
+    args = ("export", fake.functions[0], "--max-jobs", "7")
+    refused = run(*args, env=env)
+    assert refused.returncode == 2
+    assert f"refusing the plain http:// SIEVE_API_URL {url}" in refused.stderr
+    assert "pass --allow-insecure-http" in refused.stderr
+    assert "allow_insecure_http=True" not in refused.stderr
+    assert refused.stdout == ""
+    allowed = run(*args, "--allow-insecure-http", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(allowed.stdout.splitlines()) == 7
+
+
+def test_summary_says_where_max_jobs_stopped_it(fake: ServedFake, run: Run) -> None:
+    """A run cut short by --max-jobs says so, instead of counting its listings as neither ok
+    nor failed."""
+    result = run("export", *fake.functions, "--max-jobs", "250", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert "exported 250 jobs from 3 listings (stopped at --max-jobs 250; 0 read to the end)" in (
+        result.stderr
+    )
+    assert "0 ok" not in result.stderr
+
+
+def test_summary_counts_in_the_singular(run: Run) -> None:
+    """One job, one listing, one retry: no "1 retries"."""
+    served = ServedFake(1, 1, faults=Faults(schedule={0: "429"}))
+    try:
+        result = run("export", *served.functions, env=served.variables())
+    finally:
+        served.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert "exported 1 job from 1 listing (1 ok, 0 failed) in " in result.stderr
+    assert result.stderr.rstrip().endswith(" to stdout; 1 retry")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_dev_null_is_an_output(fake: ServedFake, run: Run, fmt: str) -> None:
+    """-o /dev/null (a character device) exports: no fsync, no lock, no resume state beside it;
+    --resume into it is refused."""
+    result = run("export", *fake.functions, "-o", os.devnull, "--format", fmt, env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert f"exported {3 * JOBS:,} jobs" in result.stderr
+    assert f"to {os.devnull}" in result.stderr
+    assert not Path(os.devnull + ".state.json").exists()
+    assert not Path(os.devnull + ".lock").exists()
+    resumed = run("export", *fake.functions, "-o", os.devnull, "--resume", env=fake.variables())
+    assert resumed.returncode == 2
+    assert f"--resume needs a regular file, and {os.devnull} is a device or a pipe" in (
+        resumed.stderr
+    )
+
+
+def test_a_named_pipe_is_an_output(fake: ServedFake, tmp_path: Path) -> None:
+    """A FIFO (``-o >(cmd)`` in bash) is written like stdout: every job, nothing beside it."""
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+    args = [CLI, "export", fake.functions[0], "-o", str(fifo), "--format", "jsonl"]
+    with subprocess.Popen(args, env=fake.env(), stderr=subprocess.PIPE) as proc:
+        try:
+            with fifo.open("rb") as reader:
+                lines = reader.read().splitlines()
+            _, stderr = proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr
+    assert len(lines) == JOBS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.fifo"]
+
+
+def test_a_closed_stdout_ends_quietly_with_the_sigpipe_status(fake: ServedFake) -> None:
+    """``sieve-async export ... | head -n 3``: the reader goes away after three lines; the
+    export stops at once, prints nothing, and exits 141 as a shell reports a SIGPIPE death."""
+    command = f'{CLI} export {" ".join(fake.functions)} | head -n 3; echo "${{PIPESTATUS[0]}}" >&2'
+    proc = subprocess.run(
+        ["bash", "-c", command], env=fake.env(), capture_output=True, timeout=TIMEOUT, check=True
+    )
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(json.loads(line)[FUNCTION_KEY] in fake.functions for line in lines)
+    assert proc.stderr.decode() == "141\n"
+
+
+def test_a_terminal_without_rich_is_told_how_to_get_the_bar(
+    fake: ServedFake, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal, without rich (the ``progress`` extra), the command says once how to get
+    the progress bar; off a terminal it says nothing about it."""
+    result = run("export", fake.functions[0], "--max-jobs", "5", env=fake.variables())
+    assert "progress bar" not in result.stderr
+    monkeypatch.setitem(sys.modules, "rich.progress", None)  # as if rich were not installed
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    result = run("export", fake.functions[0], "--max-jobs", "5", env=fake.variables())
+    assert result.returncode == 0, result.stderr
+    hint = "sieve-async: for a progress bar: pip install 'sieve-async[progress]'\n"
+    assert result.stderr.count("progress bar") == 1
+    assert result.stderr.startswith(hint)
+
+
+def test_incremental_exports_exactly_the_new_jobs(run: Run, tmp_path: Path) -> None:
+    """--incremental STATE: the first run exports everything; after jobs land at the head, the
+    next run exports exactly those, in server order; with nothing new, none."""
+    served = ServedFake(2, 300, page_cap=50)
+    try:
+        names = served.functions
+        state = tmp_path / "sieve.state"
+        env = served.variables()
+
+        def export(name: str) -> tuple[Result, list[dict[str, Any]]]:
+            out = tmp_path / name
+            result = run("export", *names, "--incremental", str(state), "-o", str(out), env=env)
+            assert result.returncode == 0, result.stderr
+            return result, read_jsonl(out)
+
+        first, jobs = export("1.jsonl")
+        assert len(jobs) == 600
+        assert f"{state} updated" in first.stderr
+        assert state.exists()
+        assert not (tmp_path / "sieve.state.lock").exists()
+
+        served.fake.insert_jobs(names[0], 7)
+        served.fake.insert_jobs(names[1], 2)
+        _, jobs = export("2.jsonl")
+        new = {
+            name: served.fake.jobs(name)[:count] for name, count in zip(names, (7, 2), strict=True)
+        }
+        assert [(j[FUNCTION_KEY], j["id"]) for j in jobs if j[FUNCTION_KEY] == names[0]] == [
+            (names[0], j["id"]) for j in new[names[0]]
+        ]
+        assert sorted(j["id"] for j in jobs) == sorted(j["id"] for v in new.values() for j in v)
+
+        third, jobs = export("3.jsonl")
+        assert jobs == []
+        assert "exported 0 jobs from 2 listings (2 ok, 0 failed)" in third.stderr
+    finally:
+        served.stop()
+
+
+def test_incremental_with_jobs_landing_during_the_run_has_no_gap_and_no_repeat(
+    run: Run, tmp_path: Path
+) -> None:
+    """Jobs that land at the head while a run reads are not in that run; the next run has
+    them. Over the runs, every job of the listings is exported exactly once."""
+    served = ServedFake(2, 400, page_cap=40, mutations=Mutations(insert_every=2, insert_count=3))
+    try:
+        names = served.functions
+        state = tmp_path / "sieve.state"
+        ids: list[str] = []
+        for number in range(2):
+            if number == 1:
+                served.fake.mutations = Mutations()  # the last run reads a still listing
+            out = tmp_path / f"{number}.jsonl"
+            args = ("export", *names, "--incremental", str(state), "-o", str(out))
+            result = run(*args, env=served.variables())
+            assert result.returncode == 0, result.stderr
+            ids += [job["id"] for job in read_jsonl(out)]
+        assert served.fake.inserted, "no job landed during the first run"
+        assert len(ids) == len(set(ids))
+        assert set(ids) == {job["id"] for name in names for job in served.fake.jobs(name)}
+    finally:
+        served.stop()
+
+
+def test_incremental_run_that_fails_leaves_the_state_for_a_resume(run: Run, tmp_path: Path) -> None:
+    """A run whose listing fails keeps the incremental state as it was (and says so); its
+    --resume finishes the run, with exactly the new jobs, and then moves the state on."""
+    served = ServedFake(1, 200, page_cap=50)
+    try:
+        name = served.functions[0]
+        state = tmp_path / "sieve.state"
+        env = served.variables()
+        first = ("export", name, "--incremental", str(state), "-o", str(tmp_path / "1.jsonl"))
+        assert run(*first, env=env).returncode == 0
+        saved = state.read_bytes()
+        served.fake.insert_jobs(name, 4)
+        out = tmp_path / "2.jsonl"
+        args = ("export", name, "--incremental", str(state), "-o", str(out))
+        served.fake.faults = Faults(rate=1.0, kinds=("429",))
+        failed = run(*args, env=env)
+        assert failed.returncode == 1
+        assert f"{state} is unchanged" in failed.stderr
+        assert "--resume" in failed.stderr
+        assert state.read_bytes() == saved
+        served.fake.faults = Faults()
+        resumed = run(*args, "--resume", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert [job["id"] for job in read_jsonl(out)] == [
+            j["id"] for j in served.fake.jobs(name)[:4]
+        ]
+        assert state.read_bytes() != saved
+        third = run(*args, "--overwrite", env=env)
+        assert third.returncode == 0, third.stderr
+        assert read_jsonl(out) == []
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("extra", [["--max-jobs", "5"], ["--status", "finished"]])
+def test_incremental_refuses_options_that_would_leave_gaps(
+    run: Run, tmp_path: Path, extra: list[str]
+) -> None:
+    """--max-jobs or --status with --incremental: exit 2, nothing written."""
+    state = tmp_path / "sieve.state"
+    env = {"SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
+    result = run("export", "a/b", "--incremental", str(state), *extra, env=env)
+    assert result.returncode == 2
+    assert "cannot be combined with --max-jobs or --status" in result.stderr
+    assert not state.exists()
+
+
+def test_incremental_state_that_is_damaged_exits_2(run: Run, tmp_path: Path) -> None:
+    """An incremental state that is not one exits 2 naming it."""
+    state = tmp_path / "sieve.state"
+    state.write_text('{"version": 1, "listings": {"a/b": [true]}}')
+    env = {"SIEVE_API_KEY": "sk-unused", "SIEVE_API_URL": "http://127.0.0.1:9"}
+    result = run("export", "a/b", "--incremental", str(state), env=env)
+    assert result.returncode == 2
+    assert f"{state}: the resume state is damaged: listings['a/b'] should be a list of ids" in (
+        result.stderr
+    )
+
+
+def test_parquet_export_killed_halfway_resumes_with_every_job_once(
+    slow_fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """kill -9 during a Parquet export, then --resume: the file reads back whole, with every
+    job exactly once; the parts and the state are gone."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "jobs.parquet"
+    state = tmp_path / "jobs.parquet.state.json"
+    parts = tmp_path / "jobs.parquet.parts"
+    args = [CLI, "export", *slow_fake.functions, "--concurrency", "2", "-o", str(out)]
+    with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, "the export finished before it could be killed"
+                assert time.monotonic() < deadline, "the export made no progress"
+                try:
+                    if json.loads(state.read_bytes())["jobs"] > 0:
+                        break
+                except (FileNotFoundError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    covered = json.loads(state.read_bytes())["jobs"]
+    assert 0 < covered < 6000
+    assert not out.exists()
+
+    refused = run(*args[1:], env=slow_fake.variables())
+    assert refused.returncode == 2
+    assert "add --resume to continue it" in refused.stderr
+
+    slow_fake.fake.latency = 0
+    result = run(*args[1:], "--resume", env=slow_fake.variables())
+    assert result.returncode == 0, result.stderr
+    assert f"{6000:,} jobs in the file" in result.stderr
+    ids = pq.read_table(out).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 6000
+    expected = expected_jobs(slow_fake.functions, jobs=2000, seed=0)
+    assert set(ids) == {job["id"] for jobs in expected.values() for job in jobs}
+    assert not state.exists()
+    assert not parts.exists()
+
+
+def test_parquet_with_a_failed_listing_reads_back_and_resumes(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """A Parquet export with a failed listing still leaves a readable file of the rest, and
+    keeps its parts for --resume; a part changed by hand makes --resume exit 2."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "jobs.parquet"
+    args, state = failed_export_with_state(run, fake, out)
+    assert pq.read_table(out).num_rows == JOBS
+    again = run(*args, "--resume", env=fake.variables())
+    assert again.returncode == 1
+    assert "exported 0 jobs" in again.stderr
+    assert pq.read_table(out).num_rows == JOBS
+
+    part = next((tmp_path / "jobs.parquet.parts").iterdir())
+    part.write_bytes(part.read_bytes()[:-1] + b"X")
+    changed = run(*args, "--resume", env=fake.variables())
+    assert changed.returncode == 2
+    assert "were changed after the export wrote them" in changed.stderr
+    assert state.exists()

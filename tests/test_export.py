@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -528,3 +529,38 @@ def test_a_resumed_writer_knows_its_checksum_only_when_given_the_prefix() -> Non
     writer.write(REF, [job()])
     line = json.dumps({"id": "j1", FUNCTION_KEY: "sieve/retalker"}, separators=(",", ":"))
     assert writer.checksum() == hashlib.sha256(b"12345" + line.encode() + b"\n").hexdigest()
+
+
+def test_a_durable_writer_to_a_device_does_not_fsync() -> None:
+    """fsync of /dev/null fails with EINVAL; a writer asked to be durable there just flushes."""
+    jobs = [job(), job(id="j2")]
+    copy = io.BytesIO()
+    JsonlWriter(copy, owned=False, durable=False).write(REF, jobs)
+    with open(os.devnull, "wb") as file:
+        writer = JsonlWriter(file, owned=False, durable=True)
+        writer.write(REF, jobs)
+        assert writer.sync() == len(copy.getvalue())
+
+
+async def test_stop_at_ends_a_listing_before_a_known_job_and_records_the_head(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stop_at``: a listing stops before the first job named (the page holding it is cut);
+    one that meets none is read whole, with a warning. The state records each listing's head."""
+    async with serve(functions={"sieve/a": 120, "sieve/b": 30}, page_cap=50) as (fake, sieve):
+        refs = [FunctionRef.parse("sieve/a"), FunctionRef.parse("sieve/b")]
+        a_ids = [j["id"] for j in fake.jobs("sieve/a")]
+        stop_at = {"sieve/a": [a_ids[77], a_ids[90]], "sieve/b": ["gone-1"]}
+        out = io.BytesIO()
+        state = ExportState(params={})
+        await export(
+            sieve, refs, JsonlWriter(out, owned=False, durable=False), state=state, stop_at=stop_at
+        )
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [j["id"] for j in lines if j[FUNCTION_KEY] == "sieve/a"] == a_ids[:77]
+    assert len([j for j in lines if j[FUNCTION_KEY] == "sieve/b"]) == 30
+    assert state.listings["sieve/a"].head == a_ids[:8]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "sieve/b: the jobs the earlier export started from have all left the listing, so all "
+        "of it was exported"
+    ]
