@@ -537,13 +537,7 @@ class ExportState:
         Raises:
             StateError: it is not a state this version wrote, or a value has the wrong type.
         """
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise StateError(f"the resume state is damaged: not JSON ({exc})") from exc
-        doc = _field(doc, "the state", dict, "an object")
-        if _field(doc.get("version"), "version", int, "a number") != STATE_VERSION:
-            raise StateError(f"unsupported state version {doc['version']!r}")
+        doc = _versioned_document(data, "resume state", STATE_VERSION)
         sha256 = _field(doc.get("sha256", ...), "sha256", str | None, "hex text or null")
         if sha256 is not None and not _SHA256_HEX.fullmatch(sha256):
             raise StateError(
@@ -586,6 +580,19 @@ class ExportState:
             jobs=_count(doc.get("jobs"), "jobs"),
             sha256=sha256,
         )
+
+
+def _versioned_document(data: bytes, what: str, version: int) -> dict[str, Any]:
+    """A JSON object of format ``version``, or a `StateError` saying what is wrong with it."""
+    try:
+        loaded = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise StateError(f"the {what} is damaged: not JSON ({exc})") from exc
+    doc: dict[str, Any] = _field(loaded, "the state", dict, "an object")
+    found = _field(doc.get("version"), "version", int, "a number")
+    if found != version:
+        raise StateError(f"unsupported {what} version {found!r}")
+    return doc
 
 
 def _field(value: Any, name: str, kind: Any, expected: str) -> Any:
@@ -657,13 +664,7 @@ def load_heads(path: Path) -> dict[str, list[str | int]]:
     except FileNotFoundError:
         return {}
     try:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise StateError(f"the incremental state is damaged: not JSON ({exc})") from exc
-        doc = _field(doc, "the state", dict, "an object")
-        if _field(doc.get("version"), "version", int, "a number") != HEADS_VERSION:
-            raise StateError(f"unsupported incremental state version {doc['version']!r}")
+        doc = _versioned_document(data, "incremental state", HEADS_VERSION)
         heads = {}
         for name, ids in _field(doc.get("listings"), "listings", dict, "an object").items():
             FunctionRef.parse(name)
@@ -926,13 +927,7 @@ async def export(
                 jobs, stop = window.select(ref, listing, page, state.jobs)
                 result.truncated = window.truncated
                 if jobs:
-                    writer.write(ref, jobs)
-                    if len(listing.head) < HEAD_IDS:
-                        listing.head += [job.id for job in jobs[: HEAD_IDS - len(listing.head)]]
-                    state.jobs += len(jobs)
-                    result.jobs += len(jobs)
-                    result.total_jobs = state.jobs
-                    result.pages += 1
+                    _write_page(writer, ref, jobs, state, result)
                 if result.truncated:
                     break
                 if stop:
@@ -957,6 +952,20 @@ async def export(
         result.elapsed = time.monotonic() - started
         _finish(result, writer, state, state_path)
     return result
+
+
+def _write_page(
+    writer: Writer, ref: FunctionRef, jobs: Sequence[Job], state: ExportState, result: ExportResult
+) -> None:
+    """Write ``jobs`` of ``ref`` and count them; the first jobs of a listing are its head."""
+    writer.write(ref, jobs)
+    listing = state.listings[str(ref)]
+    if len(listing.head) < HEAD_IDS:
+        listing.head += [job.id for job in jobs[: HEAD_IDS - len(listing.head)]]
+    state.jobs += len(jobs)
+    result.jobs += len(jobs)
+    result.total_jobs = state.jobs
+    result.pages += 1
 
 
 def _todo(state: ExportState, refs: Sequence[FunctionRef]) -> list[FunctionRef]:

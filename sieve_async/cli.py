@@ -510,6 +510,15 @@ def _refused_as_insecure(url: str) -> bool:
 
 
 def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The output path (``None``: stdout) and format, once every argument is checked."""
+    _check_what_to_export(args)
+    path = None if args.output in (None, "-") else Path(args.output)
+    fmt = _pick_format(args, path)
+    _check_output(args, path, fmt)
+    return path, fmt
+
+
+def _check_what_to_export(args: argparse.Namespace) -> None:
     if not args.functions and not args.all_functions:
         raise UsageError("name at least one OWNER/FUNCTION, or pass --all-functions")
     if args.functions and args.all_functions:
@@ -532,8 +541,9 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
         )
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the output and --overwrite starts it over: pick one")
-    path = None if args.output in (None, "-") else Path(args.output)
-    fmt = _pick_format(args, path)
+
+
+def _check_output(args: argparse.Namespace, path: Path | None, fmt: str) -> None:
     if fmt == "parquet":
         if path is None:
             raise UsageError("--format parquet needs a file: -o FILE")
@@ -549,7 +559,6 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Path | None, str]:
         raise UsageError(f"--resume needs a regular file, and {path} is a device or a pipe")
     if args.csv_raw_formulas and fmt != "csv":
         raise UsageError(f"--csv-raw-formulas applies to CSV output only, not {fmt}")
-    return path, fmt
 
 
 def _params(
@@ -700,14 +709,13 @@ async def _export_to(
     resume = _load_resume_state(path, params) if args.resume and path is not None else None
     if args.resume and resume is None:
         _error("no resume state beside the output; starting from the beginning")
+    state = ExportState(params=params) if resume is None else resume[0]
+    state_path = state_path_for(path) if path and stateful else None
     client = SieveClient(
         max_connections=args.concurrency, allow_insecure_http=args.allow_insecure_http
     )
     async with client as sieve:
         refs = await _functions_to_export(sieve, args, None if resume is None else resume[0])
-        state = ExportState(params=params) if resume is None else resume[0]
-        state_path = state_path_for(path) if path and stateful else None
-        target = "stdout" if path is None else str(path)
         opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
         with _Progress(sieve, len(refs)) as progress, opened as writer:
 
@@ -735,17 +743,29 @@ async def _export_to(
             writer.assemble()
             if state_path is None or not state_path.exists():
                 writer.remove_parts()
-    retries = sieve.stats.retries
+    return _conclude(result, path, args, heads, state, retries=sieve.stats.retries)
+
+
+def _conclude(
+    result: ExportResult,
+    path: Path | None,
+    args: argparse.Namespace,
+    heads: dict[str, list[str | int]] | None,
+    state: ExportState,
+    *,
+    retries: int,
+) -> int:
+    """Report the export, move an incremental state on, advise on failures; the exit status."""
     _report(
         result,
-        target,
+        "stdout" if path is None else str(path),
         f"; {_count(retries, 'retry', 'retries')}" if retries else "",
         max_jobs=args.max_jobs,
     )
     if heads is not None and args.incremental is not None:
         _advance_incremental(args.incremental, heads, state, result)
     if result.failures:
-        resumable = state_path is not None
+        resumable = path is not None and _keeps_state(path)
         for line in _advice([error for _, error in result.failures], resumable=resumable):
             _error(line)
         return EXIT_FAILED
