@@ -273,7 +273,8 @@ class FanOut(AsyncClosable):
             except SieveError as error:
                 if self.on_error == "raise":
                     raise
-                logger.warning("listing %s failed: %s", ref, error)
+                # Handled: the caller asked to continue and reads `failures`, so not a warning.
+                logger.info("listing %s failed: %s", ref, error)
                 self.failures.append((ref, error))
                 return
             finally:
