@@ -23,7 +23,7 @@ from ._checkpoint import Checkpoint
 from ._exceptions import SieveError
 from ._http import Request, Response, Sender
 from ._models import FunctionRef, Job, Page
-from ._paginator import AsyncPaginator
+from ._paginator import AsyncPaginator, one_shot_error
 from ._tasks import AsyncClosable, Held, TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
@@ -50,7 +50,8 @@ class FanOut(AsyncClosable):
     """``(ref, job)`` pairs from many job listings, interleaved as they arrive.
 
     Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for`` (or `pages`
-    for whole pages); use ``async with`` or `aclose` to stop early, `stop` to end one listing.
+    for whole pages), once: a second iteration raises ``RuntimeError``. Use ``async with`` or
+    `aclose` to stop early, `stop` to end one listing.
     With ``on_error="continue"``, `failures` lists the listings that failed. `checkpoints` says
     where each listing stands, for ``resume=``.
     """
@@ -96,6 +97,7 @@ class FanOut(AsyncClosable):
         self._runner: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._finished = False
+        self._iterated = False
 
     def __repr__(self) -> str:
         return f"<FanOut {len(self.refs)} listings, concurrency={self.concurrency}>"
@@ -114,7 +116,13 @@ class FanOut(AsyncClosable):
         return self._receive
 
     def __aiter__(self) -> FanOut:
+        self._claim()
         return self
+
+    def _claim(self) -> None:
+        if self._iterated:
+            raise one_shot_error("fan-out")
+        self._iterated = True
 
     async def __anext__(self) -> tuple[FunctionRef, Job]:
         index = self._next
@@ -156,8 +164,9 @@ class FanOut(AsyncClosable):
         """Iterate ``(ref, jobs)`` a page at a time instead of job by job.
 
         Each page is handed out whole (the rest of a partly read one first), so `checkpoints`
-        count all of it as delivered once it has been yielded.
+        count all of it as delivered once it has been yielded. Like ``async for``, once only.
         """
+        self._claim()
         return _FanOutPages(self)
 
     async def _next_page(self) -> tuple[FunctionRef, list[Job]]:

@@ -19,10 +19,20 @@ __all__ = ["AsyncPaginator"]
 T = TypeVar("T")
 
 
+def one_shot_error(what: str) -> RuntimeError:
+    """The error of a second ``async for``, ``pages()`` or ``collect()`` over one listing."""
+    return RuntimeError(
+        f"this {what} was already iterated; it reads its listing once. Call the list_* method "
+        "again to read it anew, or pass resume=<its checkpoint> to continue where it stopped"
+    )
+
+
 class AsyncPaginator(AsyncClosable, Generic[T]):
     """Every item of one listing, fetched page by page; see the ``list_*`` methods of the client.
 
-    Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them.
+    Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them:
+    once. A paginator is one-shot: a second ``async for``, ``pages()`` or ``collect()`` raises
+    ``RuntimeError``, whether the first finished or stopped part way.
     No request is sent until iteration starts. `checkpoint` may be read at any time and passed
     back as ``resume=`` to continue after the last item delivered.
 
@@ -59,6 +69,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             listing, cursor.position, cursor.last_key, tuple(cursor.recent_keys(RECENT))
         )
         self._closed = False
+        self._iterated = False
 
     def __repr__(self) -> str:
         return f"<AsyncPaginator {self._listing} at offset {self._delivered().position}>"
@@ -81,7 +92,13 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         return self._cursor.requests
 
     def __aiter__(self) -> AsyncPaginator[T]:
+        self._claim()
         return self
+
+    def _claim(self) -> None:
+        if self._iterated:
+            raise one_shot_error("paginator")
+        self._iterated = True
 
     async def __anext__(self) -> T:
         items = self._buffer.items
@@ -95,11 +112,21 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         return item
 
     def pages(self) -> _PageIterator[T]:
-        """Iterate `Page` objects instead of items (the rest of a partly read page comes first)."""
+        """Iterate `Page` objects instead of items (the rest of a page partly read with
+        ``anext(paginator)`` comes first).
+
+        Raises:
+            RuntimeError: the paginator was already iterated (see the class docstring).
+        """
+        self._claim()
         return _PageIterator(self)
 
     async def collect(self) -> list[T]:
-        """Every remaining item as a list (at most ``max_items``)."""
+        """Every item as a list (at most ``max_items``).
+
+        Raises:
+            RuntimeError: the paginator was already iterated (see the class docstring).
+        """
         return [item async for item in self]
 
     async def aclose(self) -> None:

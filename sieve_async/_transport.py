@@ -9,6 +9,7 @@ log, and redact the API key from every error before it leaves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -100,6 +101,7 @@ class Transport:
             limiter,
         )
         self.stats = TransportStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url} max_connections={self.max_connections}>"
@@ -126,6 +128,7 @@ class Transport:
         API key redacted from everything the server sent back. ``via`` is a sender wrapping this
         transport's `sender` (a fan-out's, holding its own bound per attempt).
         """
+        self._check_loop()
         request = Request(self.url_for(path), params, self._headers)
         sender = via or self.sender
         options = self.options
@@ -160,6 +163,21 @@ class Transport:
             await anyio.sleep(wait)
         error.attempts = attempt
         raise self._redact.scrub(error)
+
+    def _check_loop(self) -> None:
+        """Refuse a second event loop: the connections, bounds and tasks belong to the first."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        state = "closed" if self._loop.is_closed() else "still running"
+        raise RuntimeError(
+            f"this SieveClient was first used in another event loop (now {state}); a client, "
+            "its connections and its tasks belong to one event loop. Create the client inside "
+            "the coroutine that asyncio.run() runs: one client per asyncio.run() call"
+        )
 
     async def _send(self, sender: Sender, request: Request) -> Response:
         """One attempt: send, following redirects; a failure to get an answer is a `Retry`."""
