@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Hashable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, Unpack
 from urllib.parse import quote
 
@@ -22,7 +23,8 @@ from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
 from ._transport import Transport, TransportStats
-from ._validate import check_name, check_positive, check_status
+from ._validate import check_name, check_non_negative, check_positive, check_status
+from ._window import WindowState, check_window
 
 __all__ = ["DEFAULT_BASE_URL", "SieveClient"]
 
@@ -192,8 +194,8 @@ class SieveClient(AsyncClosable):
         Args:
             owner: the function's owner (organisation) name.
             function: the function's name.
-            **options: ``status``, ``page_size``, ``offset``, ``max_items``, ``read_ahead``,
-                ``resume`` (see `JobListingOptions`).
+            **options: ``status``, ``since``, ``until``, ``page_size``, ``offset``,
+                ``max_items``, ``read_ahead``, ``resume`` (see `JobListingOptions`).
 
         Raises:
             ValueError: an argument is out of range, a name is blank, ``.`` or ``..`` or holds
@@ -214,7 +216,7 @@ class SieveClient(AsyncClosable):
     def list_functions(self, **options: Unpack[ListingOptions]) -> AsyncPaginator[Function]:
         """The functions visible to this key (``GET /v2/functions``).
 
-        Takes the options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``, ``since`` and ``until``.
         """
         return self._listing("/v2/functions", Function, options, "list_functions")
 
@@ -223,7 +225,7 @@ class SieveClient(AsyncClosable):
     ) -> AsyncPaginator[FunctionVersion]:
         """The versions of one function (``GET /v2/functions/{owner}/{function}/versions``).
 
-        Takes the options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``, ``since`` and ``until``.
         """
         path = _function_path(FunctionRef.parse((owner, function)), "versions")
         return self._listing(path, FunctionVersion, options, "list_function_versions")
@@ -246,6 +248,9 @@ class SieveClient(AsyncClosable):
         *,
         concurrency: int = 8,
         status: JobStatus | str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        max_items: int | None = None,
         page_size: int | None = None,
         on_error: OnError = "raise",
         buffer_size: int | None = None,
@@ -258,6 +263,10 @@ class SieveClient(AsyncClosable):
             concurrency: requests in flight for this call at most (and never more than the
                 client's ``max_connections``).
             status: only jobs in this status.
+            since: only jobs created at or after this time (an aware ``datetime`` or an ISO
+                string); each listing stops at its first older job (see `JobListingOptions`).
+            until: only jobs created before this time.
+            max_items: stop after this many jobs from all listings together.
             page_size: the ``limit`` to ask for.
             on_error: ``"raise"`` stops everything at the first failed listing and raises its
                 error; ``"continue"`` finishes the others and records failures in ``.failures``.
@@ -277,6 +286,8 @@ class SieveClient(AsyncClosable):
             refs[FunctionRef.parse(spec)] = None
         check_positive(concurrency, "concurrency", allow_none=False)
         checked_status = check_status(status)
+        window = check_window(since, until)
+        check_non_negative(max_items, "max_items", allow_none=True)
         check_positive(page_size, "page_size")
         if on_error not in ("raise", "continue"):
             raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -287,7 +298,9 @@ class SieveClient(AsyncClosable):
         def listing(
             ref: FunctionRef, sender: Sender, checkpoint: Checkpoint | None
         ) -> AsyncPaginator[Job]:
-            options = PagingOptions(status=checked_status, page_size=page_size, resume=checkpoint)
+            options = PagingOptions(
+                status=checked_status, page_size=page_size, resume=checkpoint, window=window
+            )
             return self._paginate(_function_path(ref, "jobs"), Job, options, via=sender)
 
         fan_out = FanOut(
@@ -300,6 +313,7 @@ class SieveClient(AsyncClosable):
             tasks=self._tasks,
             listing_ids=ids,
             resume=resumed,
+            max_items=max_items,
         )
         self._open.add(fan_out)
         return fan_out
@@ -323,10 +337,13 @@ class SieveClient(AsyncClosable):
         offset, last, recent = options.offset, None, list[Hashable]()
         if options.resume is not None:
             offset, last, recent = parse_checkpoint(options.resume, listing)
+        window = options.window
         cursor = Cursor(
             page_size=options.page_size,
             offset=offset,
-            max_items=options.max_items,
+            # A time window leaves items out after the cursor accepts them: the paginator
+            # counts max_items then.
+            max_items=options.max_items if window is None else None,
             key=function_key if cls is Function else id_key,
             last_key=last,
             recent=recent,
@@ -347,6 +364,8 @@ class SieveClient(AsyncClosable):
             cursor=cursor,
             read_ahead=options.read_ahead,
             tasks=self._tasks,
+            window=None if window is None else WindowState(window, listing),
+            max_items=options.max_items,
         )
         if via is None and options.read_ahead:
             self._open.add(paginator)

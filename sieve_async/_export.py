@@ -40,6 +40,7 @@ from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
 from ._paging import is_id
+from ._window import CreatedWindow, select
 
 __all__ = [
     "CSV_COLUMNS",
@@ -843,26 +844,12 @@ class ExportResult:
 def _since_window(
     jobs: Sequence[Job], since: datetime, previous: datetime | None, unordered: bool
 ) -> tuple[list[Job], bool, bool, datetime | None]:
-    """Apply ``since`` to one page: (jobs to keep, stop the listing, unordered, newest seen last).
-
-    A newest-first listing stops at its first job older than ``since``. Once any job is newer than
-    the one before it, the order cannot be trusted, and every later page is filtered instead.
-    """
-    keep: list[Job] = []
-    old = False
-    for job in jobs:
-        created = job.created_at
-        if created is None:
-            keep.append(job)
-            continue
-        if previous is not None and created > previous:
-            unordered = True
-        previous = created
-        if created >= since:
-            keep.append(job)
-        else:
-            old = True
-    return keep, old and not unordered, unordered, previous
+    """Apply ``since`` to one page: (jobs to keep, stop the listing, unordered, newest seen last);
+    the rule is `sieve_async._window.select`'s."""
+    keep, stop, unordered, previous = select(
+        [job.created_at for job in jobs], CreatedWindow(since, None), previous, unordered
+    )
+    return [jobs[index] for index in keep], stop, unordered, previous
 
 
 async def export(

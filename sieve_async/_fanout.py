@@ -68,6 +68,7 @@ class FanOut(AsyncClosable):
         tasks: TaskRegistry,
         listing_ids: Mapping[FunctionRef, str],
         resume: Mapping[FunctionRef, Checkpoint | Literal["done"]] | None = None,
+        max_items: int | None = None,
     ) -> None:
         self.refs = tuple(refs)
         self.concurrency = concurrency
@@ -98,6 +99,8 @@ class FanOut(AsyncClosable):
         self._error: BaseException | None = None
         self._finished = False
         self._iterated = False
+        #: Jobs still to hand out under ``max_items`` (``None``: no limit).
+        self._left = max_items
 
     def __repr__(self) -> str:
         return f"<FanOut {len(self.refs)} listings, concurrency={self.concurrency}>"
@@ -137,8 +140,10 @@ class FanOut(AsyncClosable):
 
     async def _receive_page(self) -> tuple[FunctionRef, list[Job]]:
         """Make the next page current (raising StopAsyncIteration at the end); return it."""
-        receive = self._start()
         self._fold()
+        if self._left == 0:
+            await self._end()
+        receive = self._start()
         while True:
             try:
                 ref, page = await receive.receive()
@@ -149,8 +154,14 @@ class FanOut(AsyncClosable):
             if page is not None:
                 break
             self._done.add(ref)
-        self._ref, self._current, self._page = ref, page, page.items
-        return ref, page.items
+        items = page.items
+        if self._left is not None:
+            # The page's checkpoint counts only what was handed out, so a cut page resumes
+            # right after its last job given.
+            items = items[: self._left]
+            self._left -= len(items)
+        self._ref, self._current, self._page = ref, page, items
+        return ref, items
 
     @property
     def done(self) -> AbstractSet[FunctionRef]:

@@ -13,6 +13,7 @@ from ._checkpoint import RECENT, Checkpoint, Delivered
 from ._models import Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
+from ._window import WindowState
 
 __all__ = ["AsyncPaginator"]
 
@@ -49,6 +50,8 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         cursor: Cursor,
         read_ahead: int,
         tasks: TaskRegistry,
+        window: WindowState | None = None,
+        max_items: int | None = None,
     ) -> None:
         self._listing = listing
         self._fetch = fetch
@@ -56,6 +59,10 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         self._cursor = cursor
         self._read_ahead = read_ahead
         self._tasks = tasks
+        self._window = window
+        # With a time window the cursor cannot count toward max_items (it sees the items left
+        # out too), so the items kept are counted here.
+        self._left = max_items if window is not None else None
         # The accepted items of the current page and the index of the next one to deliver.
         # Delivering an item only moves the index; what was delivered from this page is folded
         # into `_before` when the page is used up (`_settle`), so the per-item path of
@@ -178,7 +185,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         keys, positions = buffer.keys[start:], buffer.positions[start:]
         self._next = len(buffer.items)
         self._settle()
-        next_offset = None if self._cursor.done else self._cursor.position
+        next_offset = None if self._ended() else self._cursor.position
 
         def checkpoints(count: int) -> Checkpoint:
             return before.after(keys, positions, count).checkpoint()
@@ -187,11 +194,34 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             items=items, offset=window.offset, next_offset=next_offset, checkpoints=checkpoints
         )
 
+    def _ended(self) -> bool:
+        """The cursor is done, or the time window has passed its ``since``."""
+        window = self._window
+        return self._cursor.done or (window is not None and window.stopped) or self._left == 0
+
+    def _in_window(self, accepted: Accepted) -> Accepted:
+        """The items of ``accepted`` inside the time window (all of them without one)."""
+        if self._window is None:
+            return accepted
+        keep = self._window.keep(accepted.items)
+        if self._left is not None:
+            keep = keep[: self._left]
+            self._left -= len(keep)
+        if len(keep) == len(accepted.items):
+            return accepted
+        # The kept items keep their own positions: a checkpoint after one of them resumes
+        # just past it, and the items left out are read (and left out) again.
+        return Accepted(
+            [accepted.items[i] for i in keep],
+            [accepted.keys[i] for i in keep],
+            [accepted.positions[i] for i in keep],
+        )
+
     async def _fill(self) -> bool:
         """Fetch pages until one brings new items; False once the listing is complete."""
         cursor = self._cursor
         while not self._closed:
-            window = cursor.next_window()
+            window = None if self._ended() else cursor.next_window()
             if window is None:
                 self._abandon_inflight()
                 return False
@@ -204,7 +234,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             if self._read_ahead:
                 await self._top_up(cursor.plan(self._read_ahead + 1)[1:])
             page = await (prefetched if prefetched is not None else self._fetch(window))
-            accepted = cursor.feed(window, page)
+            accepted = self._in_window(cursor.feed(window, page))
             if accepted:
                 self._buffer = accepted
                 self._next = 0
