@@ -13,13 +13,13 @@ import anyio
 
 from ._checkpoint import Checkpoint, listing_id, parse_checkpoint
 from ._convert import structure_fn
-from ._exceptions import SieveConfigError
+from ._exceptions import SieveConfigError, SieveDecodeError, SievePaginationError
 from ._fanout import FanOut, OnError
 from ._http import Adapter, ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._options import ClientOptions, JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator
-from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
+from ._paging import Cursor, RawPage, Window, decode_object, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
 from ._transport import Transport, TransportStats
@@ -42,6 +42,26 @@ def _function_path(ref: FunctionRef, *rest: str) -> str:
 
 def _decode(status: int, body: bytes) -> RawPage:
     return decode_page(body, status)
+
+
+def _decode_object(status: int, body: bytes) -> dict[str, Any]:
+    return decode_object(body, status)
+
+
+def _outputs_of(raw: dict[str, Any], job_id: str, offset: int) -> list[Any]:
+    """The ``outputs`` of one answer of ``GET /v2/jobs/{job_id}?offset=...``, checked."""
+    if raw.get("id") != job_id:
+        raise SieveDecodeError(
+            f"GET /v2/jobs/{job_id}?offset={offset} answered with job {raw.get('id')!r}"
+        )
+    # The OpenAPI Job schema: outputs defaults to [] when absent.
+    outputs = raw.get("outputs", [])
+    if not isinstance(outputs, list):
+        raise SieveDecodeError(
+            f"GET /v2/jobs/{job_id}?offset={offset}: 'outputs' is {type(outputs).__name__}, "
+            "not a list"
+        )
+    return outputs
 
 
 def _check_fan_out_resume(
@@ -183,6 +203,40 @@ class SieveClient(AsyncClosable):
                 await resource.aclose()
             await self._tasks.aclose()
             await self._transport.aclose()
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job, with every one of its outputs (``GET /v2/jobs/{job_id}``).
+
+        The API may hand out a job's outputs a part at a time; this asks again with
+        ``offset=`` (the outputs already in) until an answer brings no more, so a job with
+        outputs takes one request more than the parts it comes in (a job without outputs, one
+        request). The other fields are the first answer's.
+
+        Raises:
+            ValueError: ``job_id`` is blank, ``.`` or ``..``, or holds ``/``; before any request.
+            SieveNotFoundError: no such job (or not visible to this key).
+            SieveDecodeError: an answer that is not a job, or another job than asked.
+            SievePaginationError: the server ignores ``offset``, sending the first outputs again.
+        """
+        path = "/v2/jobs/" + quote(check_name(job_id, "job id"), safe="")
+        get = self._transport.get
+        raw = await get(path, {}, _decode_object)
+        outputs = _outputs_of(raw, job_id, 0)
+        first = list(outputs)
+        while first:
+            more = await get(path, {"offset": str(len(outputs))}, _decode_object)
+            part = _outputs_of(more, job_id, len(outputs))
+            if not part:
+                break
+            if part == first:
+                raise SievePaginationError(
+                    f"GET {path}?offset={len(outputs)} sent the job's first outputs again: the "
+                    "server ignores offset, so the job's outputs cannot all be read"
+                )
+            outputs.extend(part)
+        return structure_fn(Job)({**raw, "outputs": outputs})
 
     # -- listings ----------------------------------------------------------------------------
 
