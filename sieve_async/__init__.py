@@ -34,6 +34,7 @@ from ._exceptions import (
 from ._fanout import FanOut
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobIO, JobStatus, Page, Restart
 from ._paginator import AsyncPaginator
+from ._transport import ClientStats
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ _logging.getLogger("sieve_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AsyncPaginator",
+    "ClientStats",
     "DEFAULT_BASE_URL",
     "FanOut",
     "Function",

@@ -22,7 +22,7 @@ from ._paginator import AsyncPaginator
 from ._paging import Cursor, RawPage, Window, decode_object, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
-from ._transport import Transport, TransportStats
+from ._transport import ClientStats, Transport
 from ._validate import check_name, check_non_negative, check_positive, check_status
 from ._window import WindowState, check_window
 
@@ -192,8 +192,8 @@ class SieveClient(AsyncClosable):
         return self._transport.max_connections
 
     @property
-    def stats(self) -> TransportStats:
-        """Counters of requests sent, retries made and pages decoded by this client."""
+    def stats(self) -> ClientStats:
+        """Live counts of the requests sent, retries made and pages decoded by this client."""
         return self._transport.stats
 
     async def aclose(self) -> None:
@@ -404,12 +404,15 @@ class SieveClient(AsyncClosable):
         )
         base_params = {} if status is None else {"status": status}
         transport = self._transport
+        stats = transport.stats
 
         async def fetch(window: Window) -> RawPage:
             params = {**base_params, "offset": str(window.offset)}
             if window.limit is not None:
                 params["limit"] = str(window.limit)
-            return await transport.get(path, params, _decode, via=via)
+            page = await transport.get(path, params, _decode, via=via)
+            stats.pages += 1
+            return page
 
         paginator = AsyncPaginator(
             listing=listing,

@@ -38,7 +38,7 @@ from ._tasks import Held
 __all__ = [
     "RETRY_STATUSES",
     "Transport",
-    "TransportStats",
+    "ClientStats",
     "check_base_url",
     "parse_retry_after",
 ]
@@ -47,8 +47,16 @@ T = TypeVar("T")
 logger = logging.getLogger("sieve_async")
 
 
-class TransportStats:
-    """Counters a progress display can read: requests sent, retries made, pages decoded."""
+class ClientStats:
+    """What a client has done so far, for a progress display or a log line.
+
+    ``SieveClient.stats`` is live: the counts grow as the client works.
+
+    Attributes:
+        requests: HTTP requests sent (each attempt counts).
+        retries: attempts made again after a retryable failure.
+        pages: listing pages received and decoded.
+    """
 
     __slots__ = ("pages", "requests", "retries")
 
@@ -56,6 +64,9 @@ class TransportStats:
         self.requests = 0
         self.retries = 0
         self.pages = 0
+
+    def __repr__(self) -> str:
+        return f"ClientStats(requests={self.requests}, retries={self.retries}, pages={self.pages})"
 
 
 class Transport:
@@ -100,7 +111,7 @@ class Transport:
             anyio.CapacityLimiter(options.max_connections),
             limiter,
         )
-        self.stats = TransportStats()
+        self.stats = ClientStats()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:

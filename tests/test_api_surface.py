@@ -18,6 +18,7 @@ pytestmark = pytest.mark.anyio
 EXPORTED = {
     "DEFAULT_BASE_URL",
     "AsyncPaginator",
+    "ClientStats",
     "FanOut",
     "Function",
     "FunctionRef",
@@ -246,3 +247,16 @@ async def test_session_and_transport_together_are_refused() -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ValueError, match="session= or transport=, not both"):
             SieveClient(api_key="k", session=session, transport=FakeSieve().transport())
+
+
+async def test_stats_is_a_public_type_with_a_readable_repr(serve: Any) -> None:
+    """``sieve.stats`` is a `ClientStats` whose repr shows its live counts."""
+    from sieve_async.testing import Faults
+
+    async with serve(functions={"sieve/a": 25}, faults=Faults(schedule={1: "503"})) as (_, sieve):
+        assert repr(sieve.stats) == "ClientStats(requests=0, retries=0, pages=0)"
+        await sieve.list_function_jobs("sieve", "a", page_size=10).collect()
+        stats = sieve.stats
+    assert isinstance(stats, sieve_async.ClientStats)
+    # Pages of 10 overlapping by one: 0-9, 9-18, 18-24; the second asked twice.
+    assert repr(stats) == "ClientStats(requests=4, retries=1, pages=3)"
