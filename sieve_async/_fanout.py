@@ -11,15 +11,17 @@ of the requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Literal, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._checkpoint import Checkpoint
+from ._columns import ArrowRows
 from ._exceptions import SieveError
 from ._http import Request, Response, Sender
 from ._models import FunctionRef, Job, Page
@@ -189,6 +191,23 @@ class FanOut(AsyncClosable):
             _, rest = await self._receive_page()
         self._next = len(self._page)
         return self._ref, rest
+
+    async def to_arrow(self) -> Any:
+        """Every job of every listing as one ``pyarrow.Table`` (the ``parquet`` extra), in the
+        order they arrive, with the Parquet export's columns (see `AsyncPaginator.to_arrow`):
+        ``_sieve_function`` names the listing each job came from. Iterates the fan-out, once.
+
+        With ``on_error="continue"``, the table holds the listings that did not fail; read
+        `failures` afterwards.
+
+        Raises:
+            ImportError: pyarrow is not installed; raised before any request.
+            RuntimeError: the fan-out was already iterated.
+        """
+        rows = ArrowRows()
+        pages = ((str(ref), jobs) async for ref, jobs in self.pages())
+        async with self, contextlib.aclosing(pages):
+            return await rows.gather(pages)
 
     def stop(self, ref: FunctionRef | str | tuple[str, str]) -> None:
         """End one listing now: no more of its jobs are handed out, and it counts as done.

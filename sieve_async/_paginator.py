@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -10,7 +11,8 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from ._checkpoint import RECENT, Checkpoint, Delivered
-from ._models import Page
+from ._columns import ArrowRows
+from ._models import Job, Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
 from ._window import WindowState
@@ -135,6 +137,24 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             RuntimeError: the paginator was already iterated (see the class docstring).
         """
         return [item async for item in self]
+
+    async def to_arrow(self: AsyncPaginator[Job]) -> Any:
+        """Every job of the listing as a ``pyarrow.Table`` (the ``parquet`` extra).
+
+        The columns are the Parquet export's: ``_sieve_function`` (each job's ``owner/name``),
+        the job's fields with the three timestamps as UTC timestamps and the other fields as
+        text (nested values as JSON), and ``_extra`` (fields this version does not model). So
+        ``polars.from_arrow(await jobs.to_arrow())`` or ``.to_pandas()`` gives a DataFrame.
+        Iterates the paginator: once, like `collect`.
+
+        Raises:
+            ImportError: pyarrow is not installed; raised before any request.
+            RuntimeError: the paginator was already iterated.
+        """
+        rows = ArrowRows()
+        pages = ((None, page.items) async for page in self.pages())
+        async with contextlib.aclosing(pages):
+            return await rows.gather(pages)
 
     async def aclose(self) -> None:
         """Stop: cancel pages still in flight. Idempotent."""
