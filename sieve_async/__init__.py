@@ -31,6 +31,8 @@ from ._exceptions import (
     SieveServerError,
     SieveTimeoutError,
 )
+from ._export import ExportResult
+from ._exporter import export
 from ._fanout import FanOut
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobIO, JobStatus, Page, Restart
 from ._paginator import AsyncPaginator
@@ -46,6 +48,7 @@ __all__ = [
     "AsyncPaginator",
     "ClientStats",
     "DEFAULT_BASE_URL",
+    "ExportResult",
     "FanOut",
     "Function",
     "FunctionRef",
@@ -71,4 +74,5 @@ __all__ = [
     "SieveServerError",
     "SieveTimeoutError",
     "__version__",
+    "export",
 ]

@@ -399,12 +399,12 @@ def verify_parquet_parts(path: Path, state: ExportState) -> hashlib._Hash:
 # -- the state file --------------------------------------------------------------------------
 
 
-class StateError(Exception):
+class StateError(SieveError):
     """A resume state that cannot be used: unreadable, written for other arguments, or for an
     output that has changed since."""
 
 
-class OutputLockedError(Exception):
+class OutputLockedError(SieveError):
     """Another export is writing this output.
 
     Attributes:

@@ -19,6 +19,7 @@ EXPORTED = {
     "DEFAULT_BASE_URL",
     "AsyncPaginator",
     "ClientStats",
+    "ExportResult",
     "FanOut",
     "Function",
     "FunctionRef",
@@ -44,6 +45,7 @@ EXPORTED = {
     "SieveServerError",
     "SieveTimeoutError",
     "__version__",
+    "export",
 }
 
 
