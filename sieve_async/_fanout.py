@@ -147,10 +147,12 @@ class FanOut(AsyncClosable):
             await self._end()
         receive = self._start()
         while True:
-            try:
-                ref, page = await receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            batch = await _receive_or_none(receive)
+            if batch is None:
+                # Outside the receive's except clause: a listing's error raised here must not
+                # carry the end of the stream as its context.
                 await self._end()
+            ref, page = batch
             if ref in self._stopped:
                 continue
             if page is not None:
@@ -320,6 +322,14 @@ class FanOut(AsyncClosable):
                 await paginator.aclose()
             self.completed.append(ref)
             await send.send((ref, None))
+
+
+async def _receive_or_none(receive: MemoryObjectReceiveStream[Batch]) -> Batch | None:
+    """The next batch, or ``None`` once the stream has ended or was closed."""
+    try:
+        return await receive.receive()
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        return None
 
 
 class _FanOutPages:
