@@ -8,8 +8,9 @@ the same arguments as the command line's, so either can resume an export the oth
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,13 +24,16 @@ from ._export import (
     ExportResult,
     ExportState,
     JsonlWriter,
+    ParquetPartsWriter,
     ParquetWriter,
     StateError,
     Writer,
     load_state,
     lock_output,
+    parts_dir_for,
     state_path_for,
     verify_output,
+    verify_parquet_parts,
 )
 from ._export import export as export_jobs
 from ._models import FunctionRef, JobStatus
@@ -61,18 +65,21 @@ async def export(
 
     What ``sieve-async export`` does, from Python: JSONL (each job as the API sent it, plus
     ``"_sieve_function": "owner/name"``), CSV or Parquet; failed listings do not stop the
-    others. JSONL and CSV keep a resume state beside the output (``<output>.state.json``)
-    while they run: after an interruption (an exception, Ctrl-C, ``kill -9``), calling
-    again with ``resume=True`` checks that the part already written is unchanged, drops what
-    was written after the last state, and continues, so every job ends up in the file
-    exactly once. The state is removed once every listing is exported.
+    others. A resume state is kept beside the output (``<output>.state.json``; Parquet also
+    keeps its rows as parts in ``<output>.parts`` until it is assembled) while it runs: after
+    an interruption (an exception, Ctrl-C, ``kill -9``), calling again with ``resume=True``
+    checks that the part already written is unchanged, drops what was written after the last
+    state, and continues, so every job ends up in the file exactly once. The state is removed
+    once every listing is exported. An output that is not a regular file (``/dev/null``, a
+    pipe) gets no state and no lock.
 
     Args:
         sieve: the client to read with.
         functions: ``"owner/name"`` strings, ``(owner, name)`` pairs or `FunctionRef`.
         output: the file to write.
         format: ``"jsonl"``, ``"csv"`` or ``"parquet"``; by default from the suffix
-            (``.csv``, ``.parquet``), otherwise JSONL.
+            (``.jsonl`` or ``.ndjson``, ``.csv``, ``.parquet``; none means JSONL, and another
+            suffix is refused).
         resume: continue the interrupted export into ``output`` (same functions and
             options); without a resume state beside it, start from the beginning.
         overwrite: start over even though ``output`` has the resume state of an interrupted
@@ -94,8 +101,8 @@ async def export(
         the state is kept, and ``resume=True`` retries the failed listings.
 
     Raises:
-        ValueError: a bad argument (including ``resume=True`` with Parquet, which keeps no
-            state, or both ``resume`` and ``overwrite``); raised before any request.
+        ValueError: a bad argument (including both ``resume`` and ``overwrite``, or
+            ``resume=True`` into a device or a pipe); raised before any request.
         SieveError: another export is writing ``output`` (naming its process); the resume
             state is damaged, written for other arguments, or ``output`` changed since it was
             saved; or ``output`` has a resume state and neither ``resume`` nor ``overwrite``
@@ -111,8 +118,6 @@ async def export(
     fmt = _format(format, path)
     if resume and overwrite:
         raise ValueError("pass resume=True or overwrite=True, not both")
-    if fmt == "parquet" and resume:
-        raise ValueError("resume=True needs jsonl or csv: a Parquet export keeps no resume state")
     if csv_raw_formulas and fmt != "csv":
         raise ValueError(f"csv_raw_formulas applies to CSV output only, not {fmt}")
     checked_status = check_status(status)
@@ -129,23 +134,26 @@ async def export(
         "format": fmt,
         "csv_raw_formulas": csv_raw_formulas,
     }
-    # Held from before the state is read until the end: two exports into one file would
-    # interleave their lines and their states.
-    with lock_output(path):
-        state_path = None if fmt == "parquet" else state_path_for(path)
-        state, checksum = None, None
-        if state_path is not None and state_path.exists() and not overwrite:
-            if not resume:
-                raise StateError(
-                    f"{path} has the resume state of an interrupted export ({state_path}): pass "
-                    "resume=True to continue it, or overwrite=True to start over"
-                )
-            state = _resume_state(path, params)
-            checksum = verify_output(path, state)
-        if state is None and state_path is not None:
-            state = ExportState(params=params)
-        with _open_writer(path, fmt, state, checksum, raw_formulas=csv_raw_formulas) as writer:
-            return await export_jobs(
+    stateful = _keeps_state(path)
+    if resume and not stateful:
+        raise ValueError(f"resume=True needs a regular file, and {path} is a device or a pipe")
+    with contextlib.ExitStack() as held:
+        # Held from before the state is read until the end: two exports into one file would
+        # interleave their jobs and their states.
+        if stateful:
+            held.enter_context(lock_output(path))
+        state_path = state_path_for(path) if stateful else None
+        state, checksum = _starting_state(path, fmt, params, resume=resume, overwrite=overwrite)
+        opened = _open_writer(
+            path,
+            fmt,
+            stateful=stateful,
+            state=state,
+            checksum=checksum,
+            raw_formulas=csv_raw_formulas,
+        )
+        with opened as writer:
+            result = await export_jobs(
                 sieve,
                 refs,
                 writer,
@@ -158,15 +166,63 @@ async def export(
                 state_path=state_path,
                 on_progress=on_progress,
             )
+        if isinstance(writer, ParquetPartsWriter):
+            # Readable whole even after a failure; the parts stay while a state refers to them.
+            writer.assemble()
+            if state_path is None or not state_path.exists():
+                writer.remove_parts()
+        return result
+
+
+#: The format of a suffix; no suffix (``/dev/null``, ``jobs``) means JSONL.
+_SUFFIXES: dict[str, Format] = {
+    "": "jsonl",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
 def _format(format: str | None, path: Path) -> Format:
     if format is None:
-        suffix = path.suffix.lower()
-        return "csv" if suffix == ".csv" else "parquet" if suffix == ".parquet" else "jsonl"
+        # A suffix naming another format (out.xlsx, out.jsonl.gz) is not silently JSONL.
+        fmt = _SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            raise ValueError(
+                f"cannot tell the format of {path} from its suffix {path.suffix!r}; pass "
+                "format='jsonl', 'csv' or 'parquet'"
+            )
+        return fmt
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     return format  # type: ignore[return-value]  # checked just above
+
+
+def _keeps_state(path: Path) -> bool:
+    """Only a regular file (or one still to be made) keeps a state and a lock: a device such
+    as /dev/null or a named pipe cannot be truncated back to a state, nor fsynced."""
+    return not path.exists() or path.is_file()
+
+
+def _starting_state(
+    path: Path, fmt: str, params: dict[str, Any], *, resume: bool, overwrite: bool
+) -> tuple[ExportState, hashlib._Hash | None]:
+    """The state this export starts from, and the checksum of the output it covers (``None``
+    for a fresh start)."""
+    state_path = state_path_for(path)
+    if _keeps_state(path) and state_path.exists() and not overwrite:
+        written = path.exists() or parts_dir_for(path).exists()
+        if written and not resume:
+            raise StateError(
+                f"{path} holds an export that did not finish (its resume state is "
+                f"{state_path}): pass resume=True to continue it, or overwrite=True to start over"
+            )
+        if resume:
+            state = _resume_state(path, params)
+            verify = verify_parquet_parts if fmt == "parquet" else verify_output
+            return state, verify(path, state)
+    return ExportState(params=params), None
 
 
 def _resume_state(path: Path, params: dict[str, Any]) -> ExportState:
@@ -187,30 +243,35 @@ def _resume_state(path: Path, params: dict[str, Any]) -> ExportState:
 def _open_writer(
     path: Path,
     fmt: str,
-    state: ExportState | None,
-    checksum: Any,
     *,
+    stateful: bool,
+    state: ExportState,
+    checksum: hashlib._Hash | None,
     raw_formulas: bool,
 ) -> Iterator[Writer]:
-    """The writer of ``fmt`` into ``path``, continuing after the bytes ``state`` covers when
-    it is resumed (``checksum`` given), else from an empty file."""
+    """The writer of ``fmt`` into ``path``: after the bytes ``state`` covers when it is
+    resumed (``checksum`` given), else from the start."""
     writer: Writer
+    length = state.length if checksum is not None else 0
     if fmt == "parquet":
-        writer = ParquetWriter(path)
+        # A Parquet file is readable only once finished: a resumable one is written as parts
+        # committed with the state, and assembled at the end.
+        writer = (
+            ParquetPartsWriter(path, length=length, checksum=checksum)
+            if stateful
+            else ParquetWriter(path)
+        )
     else:
-        length = state.length if checksum is not None and state is not None else None
-        file: IO[bytes] = open(path, "wb" if length is None else "r+b")  # noqa: SIM115 - the writer closes it
-        if length is not None:
+        file: IO[bytes] = open(path, "r+b" if checksum is not None else "wb")  # noqa: SIM115
+        if checksum is not None:
             # Bytes after the covered length were written after the last state: their jobs
             # are read again from the checkpoints.
             file.truncate(length)
             file.seek(length)
-        # fsync is for files; a character device such as /dev/null refuses it.
-        durable = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
         options: dict[str, Any] = {
-            "length": length or 0,
+            "length": length,
             "owned": True,
-            "durable": durable,
+            "durable": stateful,
             "checksum": checksum,
         }
         if fmt == "csv":

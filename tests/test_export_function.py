@@ -76,7 +76,7 @@ async def test_an_interrupted_export_resumes_with_every_job_once(
         with out.open("ab") as file:
             file.write(b'{"id": "half a line wr')
 
-        refused = r"resume state of an interrupted export .* resume=True"
+        refused = r"holds an export that did not finish .* pass resume=True to continue it"
         with pytest.raises(SieveError, match=refused):
             await sieve_async.export(sieve, FUNCTIONS, out, concurrency=2)
         assert out.stat().st_size == covered + 22
@@ -137,6 +137,23 @@ async def test_failures_are_reported_and_kept_for_a_resume(serve: Any, tmp_path:
     assert (tmp_path / "jobs.csv.state.json").exists()
 
 
+async def test_a_parquet_export_resumes_with_every_job_once(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Parquet keeps its rows as parts committed with the state; resume=True finishes the file
+    with each job once, and the parts are gone."""
+    out = tmp_path / "jobs.parquet"
+    async with serve(functions=FUNCTIONS, page_cap=50) as (fake, sieve):
+        with pytest.raises(Crash):
+            await sieve_async.export(sieve, FUNCTIONS, out, on_progress=crash_after(3))
+        assert (tmp_path / "jobs.parquet.parts").is_dir()
+        result = await sieve_async.export(sieve, FUNCTIONS, out, resume=True)
+        wanted = sorted(job["id"] for name in FUNCTIONS for job in fake.jobs(name))
+    assert result.total_jobs == 370
+    assert sorted(pq.read_table(out).column("id").to_pylist()) == wanted
+    assert sorted(os.listdir(tmp_path)) == ["jobs.parquet"]
+
+
 async def test_parquet_and_since(serve: Any, tmp_path: Path) -> None:
     """The format follows the suffix; since= keeps the jobs created at or after it."""
     out = tmp_path / "jobs.parquet"
@@ -154,7 +171,7 @@ async def test_parquet_and_since(serve: Any, tmp_path: Path) -> None:
         ({"functions": []}, "at least one"),
         ({"functions": "sieve/a"}, "a list of 'owner/function' names"),
         ({"format": "xlsx"}, r"format must be one of jsonl, csv, parquet; got 'xlsx'"),
-        ({"format": "parquet", "resume": True}, "resume=True needs jsonl or csv"),
+        ({"output": "jobs.xlsx"}, r"cannot tell the format of .*jobs\.xlsx.* pass format="),
         ({"resume": True, "overwrite": True}, "not both"),
         ({"csv_raw_formulas": True}, "CSV output only, not jsonl"),
         ({"since": "last week"}, "since must be an ISO 8601"),
@@ -165,10 +182,10 @@ async def test_bad_arguments_are_refused_before_anything_happens(
     serve: Any, tmp_path: Path, arguments: dict[str, Any], message: str
 ) -> None:
     """ValueError; no request, no file."""
-    out = tmp_path / "jobs.jsonl"
-    options = {"functions": ["sieve/a"], **arguments}
+    options = {"functions": ["sieve/a"], "output": "jobs.jsonl", **arguments}
+    options["output"] = tmp_path / options["output"]
     async with serve(functions=FUNCTIONS) as (fake, sieve):
         with pytest.raises(ValueError, match=message):
-            await sieve_async.export(sieve, output=out, **options)
+            await sieve_async.export(sieve, **options)
     assert fake.requests == []
     assert os.listdir(tmp_path) == []
