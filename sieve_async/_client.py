@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Hashable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, Final, Literal, TypeVar, Unpack
 from urllib.parse import quote
 
@@ -12,17 +13,18 @@ import anyio
 
 from ._checkpoint import Checkpoint, listing_id, parse_checkpoint
 from ._convert import structure_fn
-from ._exceptions import SieveConfigError
+from ._exceptions import SieveConfigError, SieveDecodeError, SievePaginationError
 from ._fanout import FanOut, OnError
 from ._http import Adapter, ClientSession, Sender
 from ._models import Function, FunctionRef, FunctionVersion, Job, JobStatus
 from ._options import ClientOptions, JobListingOptions, ListingOptions, PagingOptions
 from ._paginator import AsyncPaginator
-from ._paging import Cursor, RawPage, Window, decode_page, function_key, id_key
+from ._paging import Cursor, RawPage, Window, decode_object, decode_page, function_key, id_key
 from ._policy import check_base_url
 from ._tasks import AsyncClosable, TaskRegistry
-from ._transport import Transport, TransportStats
-from ._validate import check_name, check_positive, check_status
+from ._transport import ClientStats, Transport
+from ._validate import check_name, check_non_negative, check_positive, check_status
+from ._window import WindowState, check_window
 
 __all__ = ["DEFAULT_BASE_URL", "SieveClient"]
 
@@ -40,6 +42,26 @@ def _function_path(ref: FunctionRef, *rest: str) -> str:
 
 def _decode(status: int, body: bytes) -> RawPage:
     return decode_page(body, status)
+
+
+def _decode_object(status: int, body: bytes) -> dict[str, Any]:
+    return decode_object(body, status)
+
+
+def _outputs_of(raw: dict[str, Any], job_id: str, offset: int) -> list[Any]:
+    """The ``outputs`` of one answer of ``GET /v2/jobs/{job_id}?offset=...``, checked."""
+    if raw.get("id") != job_id:
+        raise SieveDecodeError(
+            f"GET /v2/jobs/{job_id}?offset={offset} answered with job {raw.get('id')!r}"
+        )
+    # The OpenAPI Job schema: outputs defaults to [] when absent.
+    outputs = raw.get("outputs", [])
+    if not isinstance(outputs, list):
+        raise SieveDecodeError(
+            f"GET /v2/jobs/{job_id}?offset={offset}: 'outputs' is {type(outputs).__name__}, "
+            "not a list"
+        )
+    return outputs
 
 
 def _check_fan_out_resume(
@@ -170,8 +192,8 @@ class SieveClient(AsyncClosable):
         return self._transport.max_connections
 
     @property
-    def stats(self) -> TransportStats:
-        """Counters of requests sent, retries made and pages decoded by this client."""
+    def stats(self) -> ClientStats:
+        """Live counts of the requests sent, retries made and pages decoded by this client."""
         return self._transport.stats
 
     async def aclose(self) -> None:
@@ -181,6 +203,40 @@ class SieveClient(AsyncClosable):
                 await resource.aclose()
             await self._tasks.aclose()
             await self._transport.aclose()
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job, with every one of its outputs (``GET /v2/jobs/{job_id}``).
+
+        The API may hand out a job's outputs a part at a time; this asks again with
+        ``offset=`` (the outputs already in) until an answer brings no more, so a job with
+        outputs takes one request more than the parts it comes in (a job without outputs, one
+        request). The other fields are the first answer's.
+
+        Raises:
+            ValueError: ``job_id`` is blank, ``.`` or ``..``, or holds ``/``; before any request.
+            SieveNotFoundError: no such job (or not visible to this key).
+            SieveDecodeError: an answer that is not a job, or another job than asked.
+            SievePaginationError: the server ignores ``offset``, sending the first outputs again.
+        """
+        path = "/v2/jobs/" + quote(check_name(job_id, "job id"), safe="")
+        get = self._transport.get
+        raw = await get(path, {}, _decode_object)
+        outputs = _outputs_of(raw, job_id, 0)
+        first = list(outputs)
+        while first:
+            more = await get(path, {"offset": str(len(outputs))}, _decode_object)
+            part = _outputs_of(more, job_id, len(outputs))
+            if not part:
+                break
+            if part == first:
+                raise SievePaginationError(
+                    f"GET {path}?offset={len(outputs)} sent the job's first outputs again: the "
+                    "server ignores offset, so the job's outputs cannot all be read"
+                )
+            outputs.extend(part)
+        return structure_fn(Job)({**raw, "outputs": outputs})
 
     # -- listings ----------------------------------------------------------------------------
 
@@ -192,8 +248,8 @@ class SieveClient(AsyncClosable):
         Args:
             owner: the function's owner (organisation) name.
             function: the function's name.
-            **options: ``status``, ``page_size``, ``offset``, ``max_items``, ``read_ahead``,
-                ``resume`` (see `JobListingOptions`).
+            **options: ``status``, ``since``, ``until``, ``page_size``, ``offset``,
+                ``max_items``, ``read_ahead``, ``resume`` (see `JobListingOptions`).
 
         Raises:
             ValueError: an argument is out of range, a name is blank, ``.`` or ``..`` or holds
@@ -214,7 +270,7 @@ class SieveClient(AsyncClosable):
     def list_functions(self, **options: Unpack[ListingOptions]) -> AsyncPaginator[Function]:
         """The functions visible to this key (``GET /v2/functions``).
 
-        Takes the options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``, ``since`` and ``until``.
         """
         return self._listing("/v2/functions", Function, options, "list_functions")
 
@@ -223,7 +279,7 @@ class SieveClient(AsyncClosable):
     ) -> AsyncPaginator[FunctionVersion]:
         """The versions of one function (``GET /v2/functions/{owner}/{function}/versions``).
 
-        Takes the options of `list_function_jobs`, except ``status``.
+        Takes the options of `list_function_jobs`, except ``status``, ``since`` and ``until``.
         """
         path = _function_path(FunctionRef.parse((owner, function)), "versions")
         return self._listing(path, FunctionVersion, options, "list_function_versions")
@@ -246,6 +302,9 @@ class SieveClient(AsyncClosable):
         *,
         concurrency: int = 8,
         status: JobStatus | str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        max_items: int | None = None,
         page_size: int | None = None,
         on_error: OnError = "raise",
         buffer_size: int | None = None,
@@ -258,6 +317,10 @@ class SieveClient(AsyncClosable):
             concurrency: requests in flight for this call at most (and never more than the
                 client's ``max_connections``).
             status: only jobs in this status.
+            since: only jobs created at or after this time (an aware ``datetime`` or an ISO
+                string); each listing stops at its first older job (see `JobListingOptions`).
+            until: only jobs created before this time.
+            max_items: stop after this many jobs from all listings together.
             page_size: the ``limit`` to ask for.
             on_error: ``"raise"`` stops everything at the first failed listing and raises its
                 error; ``"continue"`` finishes the others and records failures in ``.failures``.
@@ -277,6 +340,8 @@ class SieveClient(AsyncClosable):
             refs[FunctionRef.parse(spec)] = None
         check_positive(concurrency, "concurrency", allow_none=False)
         checked_status = check_status(status)
+        window = check_window(since, until)
+        check_non_negative(max_items, "max_items", allow_none=True)
         check_positive(page_size, "page_size")
         if on_error not in ("raise", "continue"):
             raise ValueError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -287,7 +352,9 @@ class SieveClient(AsyncClosable):
         def listing(
             ref: FunctionRef, sender: Sender, checkpoint: Checkpoint | None
         ) -> AsyncPaginator[Job]:
-            options = PagingOptions(status=checked_status, page_size=page_size, resume=checkpoint)
+            options = PagingOptions(
+                status=checked_status, page_size=page_size, resume=checkpoint, window=window
+            )
             return self._paginate(_function_path(ref, "jobs"), Job, options, via=sender)
 
         fan_out = FanOut(
@@ -300,6 +367,7 @@ class SieveClient(AsyncClosable):
             tasks=self._tasks,
             listing_ids=ids,
             resume=resumed,
+            max_items=max_items,
         )
         self._open.add(fan_out)
         return fan_out
@@ -323,22 +391,28 @@ class SieveClient(AsyncClosable):
         offset, last, recent = options.offset, None, list[Hashable]()
         if options.resume is not None:
             offset, last, recent = parse_checkpoint(options.resume, listing)
+        window = options.window
         cursor = Cursor(
             page_size=options.page_size,
             offset=offset,
-            max_items=options.max_items,
+            # A time window leaves items out after the cursor accepts them: the paginator
+            # counts max_items then.
+            max_items=options.max_items if window is None else None,
             key=function_key if cls is Function else id_key,
             last_key=last,
             recent=recent,
         )
         base_params = {} if status is None else {"status": status}
         transport = self._transport
+        stats = transport.stats
 
         async def fetch(window: Window) -> RawPage:
             params = {**base_params, "offset": str(window.offset)}
             if window.limit is not None:
                 params["limit"] = str(window.limit)
-            return await transport.get(path, params, _decode, via=via)
+            page = await transport.get(path, params, _decode, via=via)
+            stats.pages += 1
+            return page
 
         paginator = AsyncPaginator(
             listing=listing,
@@ -347,6 +421,8 @@ class SieveClient(AsyncClosable):
             cursor=cursor,
             read_ahead=options.read_ahead,
             tasks=self._tasks,
+            window=None if window is None else WindowState(window, listing),
+            max_items=options.max_items,
         )
         if via is None and options.read_ahead:
             self._open.add(paginator)

@@ -36,10 +36,12 @@ import orjson
 
 from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
+from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row
 from ._exceptions import SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
 from ._paging import is_id
+from ._window import CreatedWindow, select
 
 __all__ = [
     "CSV_COLUMNS",
@@ -72,32 +74,6 @@ logger = logging.getLogger("sieve_async.export")
 
 FORMATS: Final = ("jsonl", "csv", "parquet")
 
-#: The key added to each exported job naming the function it came from (``owner/name``).
-#: The API's own fields carry no leading underscore, so this cannot shadow one of them.
-FUNCTION_KEY: Final = "_sieve_function"
-#: Unknown fields of a job, as JSON text, in the CSV and Parquet formats.
-EXTRA_KEY: Final = "_extra"
-#: The ``Job`` fields of the Sieve OpenAPI document, in its order.
-JOB_FIELDS: Final = (
-    "id",
-    "function_id",
-    "organization_id",
-    "function",
-    "status",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "inputs",
-    "outputs",
-    "error",
-    "visibility",
-    "run_id",
-    "children",
-    "restarts",
-)
-CSV_COLUMNS: Final = (FUNCTION_KEY, *JOB_FIELDS, EXTRA_KEY)
-_KNOWN_FIELDS: Final = frozenset(JOB_FIELDS)
-_TIMESTAMP_FIELDS: Final = ("created_at", "started_at", "completed_at")
 STATE_VERSION: Final = 2
 #: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -124,28 +100,6 @@ class Writer(Protocol):
 
     def close(self) -> None:
         """Flush and close (a stream the writer did not open stays open)."""
-
-
-def _scalar_or_json(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return value
-
-
-def _text(values: Iterable[Any]) -> list[str | None]:
-    # A scalar field the API sends as a number or a boolean still fits one string column.
-    return [
-        None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode() for v in values
-    ]
-
-
-def _flat_row(ref: FunctionRef, job: Job) -> list[Any]:
-    raw = job.raw
-    row: list[Any] = [str(ref)]
-    row.extend(_scalar_or_json(raw.get(name)) for name in JOB_FIELDS)
-    extra = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
-    row.append(orjson.dumps(extra).decode() if extra else None)
-    return row
 
 
 class _StreamOptions(TypedDict, total=False):
@@ -246,7 +200,8 @@ class CsvWriter(_StreamWriter):
         return text.getvalue().encode()
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
-        rows = (_flat_row(ref, job) for job in jobs)
+        function = str(ref)
+        rows = (flat_row(function, job) for job in jobs)
         if not self._raw_formulas:
             rows = ([_defuse(cell) for cell in row] for row in rows)
         self._emit(self._render(rows))
@@ -274,41 +229,23 @@ class ParquetWriter:
         self._file = self._pq.ParquetWriter(str(path), self._schema)
 
     def _setup(self, row_group_size: int) -> None:
+        self._rows = ArrowRows()
         import pyarrow as pa  # noqa: PLC0415 - an optional extra, imported only when asked for
         import pyarrow.parquet as pq  # noqa: PLC0415 - same
 
         self._pa = pa
         self._pq = pq
-        fields = []
-        for name in CSV_COLUMNS:
-            kind = pa.timestamp("us", tz="UTC") if name in _TIMESTAMP_FIELDS else pa.string()
-            fields.append(pa.field(name, kind))
-        self._schema = pa.schema(fields)
-        self._rows: list[list[Any]] = []
+        self._schema = self._rows.schema
         self._row_group_size = row_group_size
-        self._timestamp_columns = [CSV_COLUMNS.index(name) for name in _TIMESTAMP_FIELDS]
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            row = _flat_row(ref, job)
-            for index in self._timestamp_columns:
-                row[index] = getattr(job, CSV_COLUMNS[index])
-            self._rows.append(row)
+        self._rows.add(str(ref), jobs)
         if len(self._rows) >= self._row_group_size:
             self._flush_rows()
 
     def _take_table(self) -> Any:
         """The buffered rows as a table (``None`` if there are none), and the buffer empty."""
-        if not self._rows:
-            return None
-        pa = self._pa
-        columns = zip(*self._rows, strict=True)
-        arrays = [
-            pa.array(values if field.name in _TIMESTAMP_FIELDS else _text(values), type=field.type)
-            for values, field in zip(columns, self._schema, strict=True)
-        ]
-        self._rows = []
-        return pa.Table.from_arrays(arrays, schema=self._schema)
+        return self._rows.take() if len(self._rows) else None
 
     def _flush_rows(self) -> None:
         table = self._take_table()
@@ -462,12 +399,12 @@ def verify_parquet_parts(path: Path, state: ExportState) -> hashlib._Hash:
 # -- the state file --------------------------------------------------------------------------
 
 
-class StateError(Exception):
+class StateError(SieveError):
     """A resume state that cannot be used: unreadable, written for other arguments, or for an
     output that has changed since."""
 
 
-class OutputLockedError(Exception):
+class OutputLockedError(SieveError):
     """Another export is writing this output.
 
     Attributes:
@@ -844,26 +781,12 @@ class ExportResult:
 def _since_window(
     jobs: Sequence[Job], since: datetime, previous: datetime | None, unordered: bool
 ) -> tuple[list[Job], bool, bool, datetime | None]:
-    """Apply ``since`` to one page: (jobs to keep, stop the listing, unordered, newest seen last).
-
-    A newest-first listing stops at its first job older than ``since``. Once any job is newer than
-    the one before it, the order cannot be trusted, and every later page is filtered instead.
-    """
-    keep: list[Job] = []
-    old = False
-    for job in jobs:
-        created = job.created_at
-        if created is None:
-            keep.append(job)
-            continue
-        if previous is not None and created > previous:
-            unordered = True
-        previous = created
-        if created >= since:
-            keep.append(job)
-        else:
-            old = True
-    return keep, old and not unordered, unordered, previous
+    """Apply ``since`` to one page: (jobs to keep, stop the listing, unordered, newest seen last);
+    the rule is `sieve_async._window.select`'s."""
+    keep, stop, unordered, previous = select(
+        [job.created_at for job in jobs], CreatedWindow(since, None), previous, unordered
+    )
+    return [jobs[index] for index in keep], stop, unordered, previous
 
 
 async def export(

@@ -11,19 +11,21 @@ of the requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Literal, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._checkpoint import Checkpoint
+from ._columns import ArrowRows
 from ._exceptions import SieveError
 from ._http import Request, Response, Sender
 from ._models import FunctionRef, Job, Page
-from ._paginator import AsyncPaginator
+from ._paginator import AsyncPaginator, one_shot_error
 from ._tasks import AsyncClosable, Held, TaskRegistry, cancel_and_wait
 
 __all__ = ["FanOut", "OnError"]
@@ -50,7 +52,8 @@ class FanOut(AsyncClosable):
     """``(ref, job)`` pairs from many job listings, interleaved as they arrive.
 
     Returned by `SieveClient.list_jobs_for_functions`. Iterate with ``async for`` (or `pages`
-    for whole pages); use ``async with`` or `aclose` to stop early, `stop` to end one listing.
+    for whole pages), once: a second iteration raises ``RuntimeError``. Use ``async with`` or
+    `aclose` to stop early, `stop` to end one listing.
     With ``on_error="continue"``, `failures` lists the listings that failed. `checkpoints` says
     where each listing stands, for ``resume=``.
     """
@@ -67,6 +70,7 @@ class FanOut(AsyncClosable):
         tasks: TaskRegistry,
         listing_ids: Mapping[FunctionRef, str],
         resume: Mapping[FunctionRef, Checkpoint | Literal["done"]] | None = None,
+        max_items: int | None = None,
     ) -> None:
         self.refs = tuple(refs)
         self.concurrency = concurrency
@@ -96,6 +100,9 @@ class FanOut(AsyncClosable):
         self._runner: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._finished = False
+        self._iterated = False
+        #: Jobs still to hand out under ``max_items`` (``None``: no limit).
+        self._left = max_items
 
     def __repr__(self) -> str:
         return f"<FanOut {len(self.refs)} listings, concurrency={self.concurrency}>"
@@ -114,7 +121,13 @@ class FanOut(AsyncClosable):
         return self._receive
 
     def __aiter__(self) -> FanOut:
+        self._claim()
         return self
+
+    def _claim(self) -> None:
+        if self._iterated:
+            raise one_shot_error("fan-out")
+        self._iterated = True
 
     async def __anext__(self) -> tuple[FunctionRef, Job]:
         index = self._next
@@ -129,20 +142,30 @@ class FanOut(AsyncClosable):
 
     async def _receive_page(self) -> tuple[FunctionRef, list[Job]]:
         """Make the next page current (raising StopAsyncIteration at the end); return it."""
-        receive = self._start()
         self._fold()
+        if self._left == 0:
+            await self._end()
+        receive = self._start()
         while True:
-            try:
-                ref, page = await receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            batch = await _receive_or_none(receive)
+            if batch is None:
+                # Outside the receive's except clause: a listing's error raised here must not
+                # carry the end of the stream as its context.
                 await self._end()
+            ref, page = batch
             if ref in self._stopped:
                 continue
             if page is not None:
                 break
             self._done.add(ref)
-        self._ref, self._current, self._page = ref, page, page.items
-        return ref, page.items
+        items = page.items
+        if self._left is not None:
+            # The page's checkpoint counts only what was handed out, so a cut page resumes
+            # right after its last job given.
+            items = items[: self._left]
+            self._left -= len(items)
+        self._ref, self._current, self._page = ref, page, items
+        return ref, items
 
     @property
     def done(self) -> AbstractSet[FunctionRef]:
@@ -156,8 +179,9 @@ class FanOut(AsyncClosable):
         """Iterate ``(ref, jobs)`` a page at a time instead of job by job.
 
         Each page is handed out whole (the rest of a partly read one first), so `checkpoints`
-        count all of it as delivered once it has been yielded.
+        count all of it as delivered once it has been yielded. Like ``async for``, once only.
         """
+        self._claim()
         return _FanOutPages(self)
 
     async def _next_page(self) -> tuple[FunctionRef, list[Job]]:
@@ -169,6 +193,23 @@ class FanOut(AsyncClosable):
             _, rest = await self._receive_page()
         self._next = len(self._page)
         return self._ref, rest
+
+    async def to_arrow(self) -> Any:
+        """Every job of every listing as one ``pyarrow.Table`` (the ``parquet`` extra), in the
+        order they arrive, with the Parquet export's columns (see `AsyncPaginator.to_arrow`):
+        ``_sieve_function`` names the listing each job came from. Iterates the fan-out, once.
+
+        With ``on_error="continue"``, the table holds the listings that did not fail; read
+        `failures` afterwards.
+
+        Raises:
+            ImportError: pyarrow is not installed; raised before any request.
+            RuntimeError: the fan-out was already iterated.
+        """
+        rows = ArrowRows()
+        pages = ((str(ref), jobs) async for ref, jobs in self.pages())
+        async with self, contextlib.aclosing(pages):
+            return await rows.gather(pages)
 
     def stop(self, ref: FunctionRef | str | tuple[str, str]) -> None:
         """End one listing now: no more of its jobs are handed out, and it counts as done.
@@ -273,13 +314,22 @@ class FanOut(AsyncClosable):
             except SieveError as error:
                 if self.on_error == "raise":
                     raise
-                logger.warning("listing %s failed: %s", ref, error)
+                # Handled: the caller asked to continue and reads `failures`, so not a warning.
+                logger.info("listing %s failed: %s", ref, error)
                 self.failures.append((ref, error))
                 return
             finally:
                 await paginator.aclose()
             self.completed.append(ref)
             await send.send((ref, None))
+
+
+async def _receive_or_none(receive: MemoryObjectReceiveStream[Batch]) -> Batch | None:
+    """The next batch, or ``None`` once the stream has ended or was closed."""
+    try:
+        return await receive.receive()
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        return None
 
 
 class _FanOutPages:

@@ -4,6 +4,7 @@ keyword options every ``list_*`` method takes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, TypedDict
 
 import attrs
@@ -11,6 +12,7 @@ import attrs
 from ._checkpoint import Checkpoint
 from ._models import JobStatus
 from ._validate import check_non_negative, check_number, check_positive, check_status
+from ._window import CreatedWindow, check_window
 
 
 class ListingOptions(TypedDict, total=False):
@@ -32,17 +34,29 @@ class ListingOptions(TypedDict, total=False):
 
 
 class JobListingOptions(ListingOptions, total=False):
-    """The options of the job listings: those of `ListingOptions`, and ``status``.
+    """The options of the job listings: those of `ListingOptions`, ``status``, ``since`` and
+    ``until``.
 
     Keys:
         status: only jobs in this status (``queued``, ``processing``, ``error``, ``finished``,
             ``cancelled``).
+        since: only jobs created at or after this time: a timezone-aware ``datetime`` or an ISO
+            8601 string (UTC when it has no offset). The listing, newest first, stops at its
+            first older job; if it turns out not to be newest-first, it is read to its end and
+            filtered, with one warning.
+        until: only jobs created before this time (same forms as ``since``).
     """
 
     status: JobStatus | str | None
+    since: datetime | str | None
+    until: datetime | str | None
 
 
 _NAMES = frozenset(JobListingOptions.__annotations__) | frozenset(ListingOptions.__annotations__)
+#: The options only the job listings take.
+_JOB_NAMES = frozenset(JobListingOptions.__annotations__) - frozenset(
+    ListingOptions.__annotations__
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -55,17 +69,19 @@ class PagingOptions:
     max_items: int | None = None
     read_ahead: int = 0
     resume: Checkpoint | None = None
+    window: CreatedWindow | None = None
 
     @classmethod
     def check(cls, options: Mapping[str, Any], *, method: str, jobs: bool) -> PagingOptions:
-        """Check the options passed to ``method``; ``jobs`` says whether it takes ``status``.
+        """Check the options passed to ``method``; ``jobs`` says whether it takes the options
+        of the job listings (``status``, ``since``, ``until``).
 
         Raises:
             TypeError: an option this method does not take, as Python says of any call.
             ValueError: an option out of range, naming it.
         """
         for name in options:
-            if name not in _NAMES or (name == "status" and not jobs):
+            if name not in _NAMES or (name in _JOB_NAMES and not jobs):
                 raise TypeError(f"{method}() got an unexpected keyword argument {name!r}")
         checked = cls(
             status=check_status(options.get("status")),
@@ -74,6 +90,7 @@ class PagingOptions:
             max_items=check_non_negative(options.get("max_items"), "max_items", allow_none=True),
             read_ahead=check_non_negative(options.get("read_ahead", 0), "read_ahead"),
             resume=options.get("resume"),
+            window=check_window(options.get("since"), options.get("until")),
         )
         if checked.resume is not None and checked.offset:
             raise ValueError("pass either offset= or resume=, not both")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -10,19 +11,31 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from ._checkpoint import RECENT, Checkpoint, Delivered
-from ._models import Page
+from ._columns import ArrowRows
+from ._models import Job, Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
+from ._window import WindowState
 
 __all__ = ["AsyncPaginator"]
 
 T = TypeVar("T")
 
 
+def one_shot_error(what: str) -> RuntimeError:
+    """The error of a second ``async for``, ``pages()`` or ``collect()`` over one listing."""
+    return RuntimeError(
+        f"this {what} was already iterated; it reads its listing once. Call the list_* method "
+        "again to read it anew, or pass resume=<its checkpoint> to continue where it stopped"
+    )
+
+
 class AsyncPaginator(AsyncClosable, Generic[T]):
     """Every item of one listing, fetched page by page; see the ``list_*`` methods of the client.
 
-    Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them.
+    Iterate it with ``async for`` for items, or `pages` for `Page` objects, or `collect` them:
+    once. A paginator is one-shot: a second ``async for``, ``pages()`` or ``collect()`` raises
+    ``RuntimeError``, whether the first finished or stopped part way.
     No request is sent until iteration starts. `checkpoint` may be read at any time and passed
     back as ``resume=`` to continue after the last item delivered.
 
@@ -39,6 +52,8 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         cursor: Cursor,
         read_ahead: int,
         tasks: TaskRegistry,
+        window: WindowState | None = None,
+        max_items: int | None = None,
     ) -> None:
         self._listing = listing
         self._fetch = fetch
@@ -46,6 +61,10 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         self._cursor = cursor
         self._read_ahead = read_ahead
         self._tasks = tasks
+        self._window = window
+        # With a time window the cursor cannot count toward max_items (it sees the items left
+        # out too), so the items kept are counted here.
+        self._left = max_items if window is not None else None
         # The accepted items of the current page and the index of the next one to deliver.
         # Delivering an item only moves the index; what was delivered from this page is folded
         # into `_before` when the page is used up (`_settle`), so the per-item path of
@@ -59,6 +78,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             listing, cursor.position, cursor.last_key, tuple(cursor.recent_keys(RECENT))
         )
         self._closed = False
+        self._iterated = False
 
     def __repr__(self) -> str:
         return f"<AsyncPaginator {self._listing} at offset {self._delivered().position}>"
@@ -81,7 +101,13 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         return self._cursor.requests
 
     def __aiter__(self) -> AsyncPaginator[T]:
+        self._claim()
         return self
+
+    def _claim(self) -> None:
+        if self._iterated:
+            raise one_shot_error("paginator")
+        self._iterated = True
 
     async def __anext__(self) -> T:
         items = self._buffer.items
@@ -95,12 +121,40 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         return item
 
     def pages(self) -> _PageIterator[T]:
-        """Iterate `Page` objects instead of items (the rest of a partly read page comes first)."""
+        """Iterate `Page` objects instead of items (the rest of a page partly read with
+        ``anext(paginator)`` comes first).
+
+        Raises:
+            RuntimeError: the paginator was already iterated (see the class docstring).
+        """
+        self._claim()
         return _PageIterator(self)
 
     async def collect(self) -> list[T]:
-        """Every remaining item as a list (at most ``max_items``)."""
+        """Every item as a list (at most ``max_items``).
+
+        Raises:
+            RuntimeError: the paginator was already iterated (see the class docstring).
+        """
         return [item async for item in self]
+
+    async def to_arrow(self: AsyncPaginator[Job]) -> Any:
+        """Every job of the listing as a ``pyarrow.Table`` (the ``parquet`` extra).
+
+        The columns are the Parquet export's: ``_sieve_function`` (each job's ``owner/name``),
+        the job's fields with the three timestamps as UTC timestamps and the other fields as
+        text (nested values as JSON), and ``_extra`` (fields this version does not model). So
+        ``polars.from_arrow(await jobs.to_arrow())`` or ``.to_pandas()`` gives a DataFrame.
+        Iterates the paginator: once, like `collect`.
+
+        Raises:
+            ImportError: pyarrow is not installed; raised before any request.
+            RuntimeError: the paginator was already iterated.
+        """
+        rows = ArrowRows()
+        pages = ((None, page.items) async for page in self.pages())
+        async with contextlib.aclosing(pages):
+            return await rows.gather(pages)
 
     async def aclose(self) -> None:
         """Stop: cancel pages still in flight. Idempotent."""
@@ -151,7 +205,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         keys, positions = buffer.keys[start:], buffer.positions[start:]
         self._next = len(buffer.items)
         self._settle()
-        next_offset = None if self._cursor.done else self._cursor.position
+        next_offset = None if self._ended() else self._cursor.position
 
         def checkpoints(count: int) -> Checkpoint:
             return before.after(keys, positions, count).checkpoint()
@@ -160,11 +214,34 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             items=items, offset=window.offset, next_offset=next_offset, checkpoints=checkpoints
         )
 
+    def _ended(self) -> bool:
+        """The cursor is done, or the time window has passed its ``since``."""
+        window = self._window
+        return self._cursor.done or (window is not None and window.stopped) or self._left == 0
+
+    def _in_window(self, accepted: Accepted) -> Accepted:
+        """The items of ``accepted`` inside the time window (all of them without one)."""
+        if self._window is None:
+            return accepted
+        keep = self._window.keep(accepted.items)
+        if self._left is not None:
+            keep = keep[: self._left]
+            self._left -= len(keep)
+        if len(keep) == len(accepted.items):
+            return accepted
+        # The kept items keep their own positions: a checkpoint after one of them resumes
+        # just past it, and the items left out are read (and left out) again.
+        return Accepted(
+            [accepted.items[i] for i in keep],
+            [accepted.keys[i] for i in keep],
+            [accepted.positions[i] for i in keep],
+        )
+
     async def _fill(self) -> bool:
         """Fetch pages until one brings new items; False once the listing is complete."""
         cursor = self._cursor
         while not self._closed:
-            window = cursor.next_window()
+            window = None if self._ended() else cursor.next_window()
             if window is None:
                 self._abandon_inflight()
                 return False
@@ -177,7 +254,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
             if self._read_ahead:
                 await self._top_up(cursor.plan(self._read_ahead + 1)[1:])
             page = await (prefetched if prefetched is not None else self._fetch(window))
-            accepted = cursor.feed(window, page)
+            accepted = self._in_window(cursor.feed(window, page))
             if accepted:
                 self._buffer = accepted
                 self._next = 0

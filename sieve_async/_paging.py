@@ -40,6 +40,7 @@ __all__ = [
     "RawPage",
     "Shape",
     "Window",
+    "decode_object",
     "decode_page",
     "function_key",
     "id_key",
@@ -101,23 +102,39 @@ def _decode_error(
     )
 
 
+def _load_json(body: bytes, status: int) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            # orjson refuses some valid JSON the standard library reads, such as a string
+            # holding a lone surrogate escape ("\\ud800"); that rare body takes the slow path.
+            return json.loads(body)
+        except ValueError:
+            raise _decode_error(
+                f"the body is not valid JSON ({exc})", status, body, retryable=True
+            ) from exc
+
+
+def decode_object(body: bytes, status: int = 200) -> dict[str, Any]:
+    """Decode a response holding one JSON object (a job).
+
+    Raises:
+        SieveDecodeError: the body is not JSON, or not an object.
+    """
+    document = _load_json(body, status)
+    if not isinstance(document, dict):
+        raise _decode_error("expected a JSON object", status, body)
+    return document
+
+
 def decode_page(body: bytes, status: int = 200) -> RawPage:
     """Decode a listing response in either shape.
 
     Raises:
         SieveDecodeError: the body is not JSON, or is JSON of neither listing shape.
     """
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:
-            # orjson refuses some valid JSON the standard library reads, such as a string
-            # holding a lone surrogate escape ("\\ud800"); that rare body takes the slow path.
-            document = json.loads(body)
-        except ValueError:
-            raise _decode_error(
-                f"the body is not valid JSON ({exc})", status, body, retryable=True
-            ) from exc
+    document = _load_json(body, status)
     if isinstance(document, list):
         return RawPage(document, BARE)
     if isinstance(document, dict):

@@ -9,6 +9,7 @@ log, and redact the API key from every error before it leaves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ from ._tasks import Held
 __all__ = [
     "RETRY_STATUSES",
     "Transport",
-    "TransportStats",
+    "ClientStats",
     "check_base_url",
     "parse_retry_after",
 ]
@@ -46,8 +47,16 @@ T = TypeVar("T")
 logger = logging.getLogger("sieve_async")
 
 
-class TransportStats:
-    """Counters a progress display can read: requests sent, retries made, pages decoded."""
+class ClientStats:
+    """What a client has done so far, for a progress display or a log line.
+
+    ``SieveClient.stats`` is live: the counts grow as the client works.
+
+    Attributes:
+        requests: HTTP requests sent (each attempt counts).
+        retries: attempts made again after a retryable failure.
+        pages: listing pages received and decoded.
+    """
 
     __slots__ = ("pages", "requests", "retries")
 
@@ -55,6 +64,9 @@ class TransportStats:
         self.requests = 0
         self.retries = 0
         self.pages = 0
+
+    def __repr__(self) -> str:
+        return f"ClientStats(requests={self.requests}, retries={self.retries}, pages={self.pages})"
 
 
 class Transport:
@@ -99,7 +111,8 @@ class Transport:
             anyio.CapacityLimiter(options.max_connections),
             limiter,
         )
-        self.stats = TransportStats()
+        self.stats = ClientStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url} max_connections={self.max_connections}>"
@@ -126,6 +139,7 @@ class Transport:
         API key redacted from everything the server sent back. ``via`` is a sender wrapping this
         transport's `sender` (a fan-out's, holding its own bound per attempt).
         """
+        self._check_loop()
         request = Request(self.url_for(path), params, self._headers)
         sender = via or self.sender
         options = self.options
@@ -160,6 +174,21 @@ class Transport:
             await anyio.sleep(wait)
         error.attempts = attempt
         raise self._redact.scrub(error)
+
+    def _check_loop(self) -> None:
+        """Refuse a second event loop: the connections, bounds and tasks belong to the first."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        state = "closed" if self._loop.is_closed() else "still running"
+        raise RuntimeError(
+            f"this SieveClient was first used in another event loop (now {state}); a client, "
+            "its connections and its tasks belong to one event loop. Create the client inside "
+            "the coroutine that asyncio.run() runs: one client per asyncio.run() call"
+        )
 
     async def _send(self, sender: Sender, request: Request) -> Response:
         """One attempt: send, following redirects; a failure to get an answer is a `Retry`."""

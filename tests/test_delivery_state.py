@@ -37,12 +37,13 @@ async def test_items_then_pages_then_items(serve: Any) -> None:
         ids = [job["id"] for job in fake.jobs("sieve/a")]
         paginator = sieve.list_function_jobs("sieve", "a", page_size=100)
         seen = [(await anext(paginator)).id for _ in range(30)]
-        page = await anext(paginator.pages())
+        pages = paginator.pages()
+        page = await anext(pages)
         seen += [job.id for job in page.items]
         assert len(seen) == 100
         assert paginator.checkpoint["last_id"] == ids[99]
         seen += [(await anext(paginator)).id for _ in range(5)]
-        seen += [job.id async for job in paginator]
+        seen += [job.id async for page in pages for job in page.items]
         assert seen == ids
         assert paginator.checkpoint["offset"] == 450
 

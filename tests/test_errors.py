@@ -237,3 +237,25 @@ async def test_use_after_close_is_a_closed_error_naming_the_remedy() -> None:
 async def _drain(fan_out: Any) -> list[Any]:
     async with fan_out:
         return [item async for item in fan_out]
+
+
+async def test_a_failed_fan_out_raises_its_error_without_the_stream_in_the_traceback(
+    serve: Any,
+) -> None:
+    """A missing function under on_error="raise": the SieveNotFoundError itself, with no
+    anyio.EndOfStream chained to it or printed around it."""
+    import traceback
+
+    async with serve() as (_, sieve):
+        with pytest.raises(SieveNotFoundError, match="acme/whisper not found") as caught:
+            async for _ in sieve.list_jobs_for_functions(["sieve/retalker", "acme/whisper"]):
+                pass
+    error: BaseException | None = caught.value
+    chained = []
+    while error is not None:
+        chained.append(type(error).__name__)
+        error = error.__cause__ or error.__context__
+    assert chained == ["SieveNotFoundError"]
+    printed = "".join(traceback.format_exception(caught.value))
+    assert "EndOfStream" not in printed
+    assert "ClosedResourceError" not in printed

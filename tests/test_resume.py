@@ -77,7 +77,8 @@ async def test_resumed_fan_out_keeps_the_checkpoint_of_a_listing_it_never_reache
 
 @pytest.mark.parametrize("read_ahead", [0, 2])
 async def test_paginator_closed_yields_nothing_more(serve: Any, read_ahead: int) -> None:
-    """After aclose(), items, pages and collect() give nothing; the checkpoint stays usable."""
+    """After aclose(), iterating again (items, pages, collect()) raises, since a paginator is
+    one-shot, and sends nothing; the checkpoint stays usable."""
     async with serve(functions={"sieve/a": 200}, page_cap=20) as (fake, sieve):
         original = [job["id"] for job in fake.jobs("sieve/a")]
         paginator = sieve.list_function_jobs("sieve", "a", read_ahead=read_ahead)
@@ -89,9 +90,12 @@ async def test_paginator_closed_yields_nothing_more(serve: Any, read_ahead: int)
         await paginator.aclose()
         checkpoint = paginator.checkpoint
         sent = len(fake.requests)
-        assert [job async for job in paginator] == []
-        assert [page async for page in paginator.pages()] == []
-        assert await paginator.collect() == []
+        with pytest.raises(RuntimeError, match="already iterated"):
+            [job async for job in paginator]
+        with pytest.raises(RuntimeError, match="already iterated"):
+            paginator.pages()
+        with pytest.raises(RuntimeError, match="already iterated"):
+            await paginator.collect()
         if not read_ahead:
             # With read-ahead, a request cancelled by aclose() may still reach the server late.
             assert len(fake.requests) == sent
