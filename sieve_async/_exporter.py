@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Final, Literal
+
+import orjson
 
 from ._client import SieveClient
 from ._export import (
@@ -109,32 +112,25 @@ async def export(
             was passed.
         ImportError: Parquet without pyarrow.
     """
-    if isinstance(functions, str | FunctionRef):
-        raise ValueError("functions must be a list of 'owner/function' names, not one name")
-    refs = list(dict.fromkeys(FunctionRef.parse(spec) for spec in functions))
-    if not refs:
-        raise ValueError("functions must name at least one 'owner/function'")
+    refs = _refs(functions)
     path = Path(output)
-    fmt = _format(format, path)
-    if resume and overwrite:
-        raise ValueError("pass resume=True or overwrite=True, not both")
-    if csv_raw_formulas and fmt != "csv":
-        raise ValueError(f"csv_raw_formulas applies to CSV output only, not {fmt}")
+    fmt = output_format(format, path, how_to_name="pass format='jsonl', 'csv' or 'parquet'")
+    _check_options(fmt, resume=resume, overwrite=overwrite, csv_raw_formulas=csv_raw_formulas)
     checked_status = check_status(status)
     window = check_window(since, None)
     check_positive(concurrency, "concurrency", allow_none=False)
     check_positive(page_size, "page_size")
     check_positive(max_jobs, "max_jobs")
-
-    params = {
-        "functions": sorted(str(ref) for ref in refs),
-        "all_functions": False,
-        "status": checked_status,
-        "since": None if window is None or window.since is None else window.since.isoformat(),
-        "format": fmt,
-        "csv_raw_formulas": csv_raw_formulas,
-    }
-    stateful = _keeps_state(path)
+    since_time = None if window is None else window.since
+    params = export_params(
+        refs,
+        all_functions=False,
+        status=checked_status,
+        since=since_time,
+        fmt=fmt,
+        csv_raw_formulas=csv_raw_formulas,
+    )
+    stateful = keeps_state(path)
     if resume and not stateful:
         raise ValueError(f"resume=True needs a regular file, and {path} is a device or a pipe")
     with contextlib.ExitStack() as held:
@@ -143,16 +139,9 @@ async def export(
         if stateful:
             held.enter_context(lock_output(path))
         state_path = state_path_for(path) if stateful else None
-        state, checksum = _starting_state(path, fmt, params, resume=resume, overwrite=overwrite)
-        opened = _open_writer(
-            path,
-            fmt,
-            stateful=stateful,
-            state=state,
-            checksum=checksum,
-            raw_formulas=csv_raw_formulas,
-        )
-        with opened as writer:
+        resumed = _starting_state(path, params, resume=resume, overwrite=overwrite)
+        state = ExportState(params=params) if resumed is None else resumed[0]
+        with open_writer(path, fmt, resumed, raw_formulas=csv_raw_formulas) as writer:
             result = await export_jobs(
                 sieve,
                 refs,
@@ -160,23 +149,54 @@ async def export(
                 concurrency=concurrency,
                 status=checked_status,
                 page_size=page_size,
-                since=None if window is None else window.since,
+                since=since_time,
                 max_jobs=max_jobs,
                 state=state,
                 state_path=state_path,
                 on_progress=on_progress,
             )
-        if isinstance(writer, ParquetPartsWriter):
-            # Readable whole even after a failure; the parts stay while a state refers to them.
-            writer.assemble()
-            if state_path is None or not state_path.exists():
-                writer.remove_parts()
+        finish_parquet(writer, state_path)
         return result
 
 
-#: The format of a suffix; no suffix (``/dev/null``, ``jobs``) means JSONL.
-_SUFFIXES: dict[str, Format] = {
-    "": "jsonl",
+def _refs(functions: Iterable[str | tuple[str, str] | FunctionRef]) -> list[FunctionRef]:
+    if isinstance(functions, str | FunctionRef):
+        raise ValueError("functions must be a list of 'owner/function' names, not one name")
+    refs = list(dict.fromkeys(FunctionRef.parse(spec) for spec in functions))
+    if not refs:
+        raise ValueError("functions must name at least one 'owner/function'")
+    return refs
+
+
+def _check_options(fmt: str, *, resume: bool, overwrite: bool, csv_raw_formulas: bool) -> None:
+    if resume and overwrite:
+        raise ValueError("pass resume=True or overwrite=True, not both")
+    if csv_raw_formulas and fmt != "csv":
+        raise ValueError(f"csv_raw_formulas applies to CSV output only, not {fmt}")
+
+
+def _starting_state(
+    path: Path, params: dict[str, Any], *, resume: bool, overwrite: bool
+) -> Resumed | None:
+    """What this export resumes from, checked; ``None`` for a fresh start."""
+    if not keeps_state(path) or overwrite:
+        return None
+    if not resume:
+        if unfinished(path):
+            raise StateError(
+                f"{path} holds an export that did not finish (its resume state is "
+                f"{state_path_for(path)}): pass resume=True to continue it, or overwrite=True "
+                "to start over"
+            )
+        return None
+    try:
+        return resume_state(path, params)
+    except StateError as exc:
+        raise StateError(f"{exc}; or pass overwrite=True to start over") from exc
+
+
+#: The format of a suffix; no suffix (``/dev/null``, ``jobs``, stdout) means JSONL.
+SUFFIXES: Final[dict[str, Format]] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".csv": "csv",
@@ -184,76 +204,109 @@ _SUFFIXES: dict[str, Format] = {
 }
 
 
-def _format(format: str | None, path: Path) -> Format:
-    if format is None:
-        # A suffix naming another format (out.xlsx, out.jsonl.gz) is not silently JSONL.
-        fmt = _SUFFIXES.get(path.suffix.lower())
-        if fmt is None:
-            raise ValueError(
-                f"cannot tell the format of {path} from its suffix {path.suffix!r}; pass "
-                "format='jsonl', 'csv' or 'parquet'"
-            )
-        return fmt
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
-    return format  # type: ignore[return-value]  # checked just above
+def output_format(format: str | None, path: Path | None, *, how_to_name: str) -> Format:
+    """``format`` checked, or the format ``path``'s suffix names (stdout: JSONL).
+
+    Raises:
+        ValueError: an unknown format, or a suffix naming none we write (``out.xlsx``,
+            ``out.jsonl.gz`` are not silently JSONL); ``how_to_name`` says how to pass one.
+    """
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+        return format  # type: ignore[return-value]  # checked just above
+    if path is None or not path.suffix:
+        return "jsonl"
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the format of {path} from its suffix {path.suffix!r} (known: "
+            f"{', '.join(SUFFIXES)}); {how_to_name}"
+        )
+    return fmt
 
 
-def _keeps_state(path: Path) -> bool:
-    """Only a regular file (or one still to be made) keeps a state and a lock: a device such
-    as /dev/null or a named pipe cannot be truncated back to a state, nor fsynced."""
-    return not path.exists() or path.is_file()
+def keeps_state(path: Path | None) -> bool:
+    """Whether an export to ``path`` keeps a resume state and a lock: only a regular file (or
+    one still to be made) does; stdout, /dev/null, a terminal or a named pipe cannot be
+    truncated back to a state, nor fsynced."""
+    return path is not None and (not path.exists() or path.is_file())
 
 
-def _starting_state(
-    path: Path, fmt: str, params: dict[str, Any], *, resume: bool, overwrite: bool
-) -> tuple[ExportState, hashlib._Hash | None]:
-    """The state this export starts from, and the checksum of the output it covers (``None``
-    for a fresh start)."""
-    state_path = state_path_for(path)
-    if _keeps_state(path) and state_path.exists() and not overwrite:
-        written = path.exists() or parts_dir_for(path).exists()
-        if written and not resume:
-            raise StateError(
-                f"{path} holds an export that did not finish (its resume state is "
-                f"{state_path}): pass resume=True to continue it, or overwrite=True to start over"
-            )
-        if resume:
-            state = _resume_state(path, params)
-            verify = verify_parquet_parts if fmt == "parquet" else verify_output
-            return state, verify(path, state)
-    return ExportState(params=params), None
+def export_params(
+    functions: Iterable[FunctionRef],
+    *,
+    all_functions: bool,
+    status: str | None,
+    since: datetime | None,
+    fmt: str,
+    csv_raw_formulas: bool,
+    heads: Mapping[str, list[str | int]] | None = None,
+) -> dict[str, Any]:
+    """The arguments that decide what the output holds; a resume must repeat them.
+
+    ``heads`` is the incremental state a run starts from: a resume started from another one (a
+    run in between finished and moved it on) would leave a gap or repeat jobs.
+    """
+    params: dict[str, Any] = {
+        "functions": sorted(str(ref) for ref in functions),
+        "all_functions": all_functions,
+        "status": status,
+        "since": None if since is None else since.isoformat(),
+        "format": fmt,
+        "csv_raw_formulas": csv_raw_formulas,
+    }
+    if heads is not None:
+        digest = hashlib.sha256(orjson.dumps(heads, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        params["incremental"] = digest
+    return params
 
 
-def _resume_state(path: Path, params: dict[str, Any]) -> ExportState:
-    """The state beside ``path``, checked against this export's arguments."""
+def unfinished(path: Path) -> bool:
+    """``path`` holds the output of an export that did not finish: its resume state is there."""
+    written = path.exists() or parts_dir_for(path).exists()
+    return written and state_path_for(path).exists()
+
+
+Resumed = tuple[ExportState, "hashlib._Hash"]
+
+
+def resume_state(path: Path, params: dict[str, Any]) -> Resumed | None:
+    """The state beside ``path`` and the checksum of the output it covers, both checked, or
+    ``None`` when there is no state.
+
+    Raises:
+        StateError: the state is damaged, was written for other arguments, or the output
+            changed since it was saved.
+    """
     state = load_state(state_path_for(path))
-    if state is None:  # pragma: no cover - its existence was checked under the lock
-        raise StateError(f"the resume state of {path} disappeared")
+    if state is None:
+        return None
     if state.params != params:
         differ = sorted(k for k in {*params, *state.params} if params.get(k) != state.params.get(k))
         raise StateError(
             f"{state_path_for(path)} was written for other arguments (different "
-            f"{', '.join(differ)}); repeat them, or pass overwrite=True to start over"
+            f"{', '.join(differ)}): repeat those of the interrupted export"
         )
-    return state
+    verify = verify_parquet_parts if params["format"] == "parquet" else verify_output
+    return state, verify(path, state)
 
 
 @contextmanager
-def _open_writer(
-    path: Path,
-    fmt: str,
-    *,
-    stateful: bool,
-    state: ExportState,
-    checksum: hashlib._Hash | None,
-    raw_formulas: bool,
+def open_writer(
+    path: Path | None, fmt: str, resume: Resumed | None, *, raw_formulas: bool = False
 ) -> Iterator[Writer]:
-    """The writer of ``fmt`` into ``path``: after the bytes ``state`` covers when it is
-    resumed (``checksum`` given), else from the start."""
+    """The writer of ``fmt`` into ``path`` (stdout if ``None``): after the bytes ``resume``'s
+    state covers (its checksum carried on), else from the start."""
     writer: Writer
-    length = state.length if checksum is not None else 0
-    if fmt == "parquet":
+    stateful = keeps_state(path)
+    length = 0 if resume is None else resume[0].length
+    checksum = None if resume is None else resume[1]
+    if path is None:
+        writer = _stream_writer(
+            fmt, sys.stdout.buffer, owned=False, durable=False, raw_formulas=raw_formulas
+        )
+    elif fmt == "parquet":
         # A Parquet file is readable only once finished: a resumable one is written as parts
         # committed with the state, and assembled at the end.
         writer = (
@@ -262,23 +315,38 @@ def _open_writer(
             else ParquetWriter(path)
         )
     else:
-        file: IO[bytes] = open(path, "r+b" if checksum is not None else "wb")  # noqa: SIM115
-        if checksum is not None:
+        file: IO[bytes] = open(path, "r+b" if resume is not None else "wb")  # noqa: SIM115
+        if resume is not None:
             # Bytes after the covered length were written after the last state: their jobs
             # are read again from the checkpoints.
             file.truncate(length)
             file.seek(length)
-        options: dict[str, Any] = {
-            "length": length,
-            "owned": True,
-            "durable": stateful,
-            "checksum": checksum,
-        }
-        if fmt == "csv":
-            writer = CsvWriter(file, raw_formulas=raw_formulas, **options)
-        else:
-            writer = JsonlWriter(file, **options)
+        writer = _stream_writer(
+            fmt,
+            file,
+            length=length,
+            owned=True,
+            durable=stateful,
+            checksum=checksum,
+            raw_formulas=raw_formulas,
+        )
     try:
         yield writer
     finally:
         writer.close()
+
+
+def finish_parquet(writer: Writer, state_path: Path | None) -> None:
+    """Assemble Parquet parts into the output, readable whole even after a failure; the parts
+    stay while a state refers to them."""
+    if isinstance(writer, ParquetPartsWriter):
+        writer.assemble()
+        if state_path is None or not state_path.exists():
+            writer.remove_parts()
+
+
+def _stream_writer(fmt: str, stream: IO[bytes], *, raw_formulas: bool, **options: Any) -> Writer:
+    """The JSONL or CSV writer to ``stream``; ``options`` are `JsonlWriter`'s."""
+    if fmt == "csv":
+        return CsvWriter(stream, raw_formulas=raw_formulas, **options)
+    return JsonlWriter(stream, **options)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import os
 import signal
@@ -22,9 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
-
-import orjson
+from typing import Any, Final
 
 from . import __version__
 from ._client import SieveClient
@@ -42,25 +39,26 @@ from ._exceptions import (
 from ._export import (
     FORMATS,
     FUNCTION_KEY,
-    CsvWriter,
     ExportResult,
     ExportState,
-    JsonlWriter,
     OutputLockedError,
-    ParquetPartsWriter,
-    ParquetWriter,
     StateError,
-    Writer,
     advance_heads,
     export,
     load_heads,
-    load_state,
     lock_output,
-    parts_dir_for,
     save_heads,
     state_path_for,
-    verify_output,
-    verify_parquet_parts,
+)
+from ._exporter import (
+    Resumed,
+    export_params,
+    finish_parquet,
+    keeps_state,
+    open_writer,
+    output_format,
+    resume_state,
+    unfinished,
 )
 from ._models import FunctionRef
 from ._policy import check_base_url
@@ -468,32 +466,11 @@ def _summary(result: ExportResult, target: str, max_jobs: int | None = None) -> 
 # -- export ----------------------------------------------------------------------------------
 
 
-#: Output suffixes and the format each stands for; another suffix needs --format.
-_SUFFIXES: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-
-
 def _pick_format(args: argparse.Namespace, path: Path | None) -> str:
-    if args.format:
-        return str(args.format)
-    # No suffix (stdout, /dev/null, a named pipe, "jobs") means JSONL, as documented; a suffix
-    # that names some other format (out.xlsx, out.json, out.jsonl.gz) is not silently JSONL.
-    if path is None or not path.suffix:
-        return "jsonl"
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        known = ", ".join(_SUFFIXES)
-        raise UsageError(
-            f"cannot tell the format of {path} from its suffix {path.suffix!r} (known: {known}); "
-            "pass --format jsonl, csv or parquet"
-        )
-    return fmt
-
-
-def _keeps_state(path: Path | None) -> bool:
-    """Whether an export to ``path`` keeps a resume state and a lock: only a regular file (or
-    one still to be made) does; stdout, /dev/null, a terminal or a named pipe cannot be
-    truncated back to a state, nor fsynced."""
-    return path is not None and (not path.exists() or path.is_file())
+    try:
+        return output_format(args.format, path, how_to_name="pass --format jsonl, csv or parquet")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _refused_as_insecure(url: str) -> bool:
@@ -555,7 +532,7 @@ def _check_output(args: argparse.Namespace, path: Path | None, fmt: str) -> None
             ) from None
     if args.resume and path is None:
         raise UsageError("--resume needs an output file: -o FILE")
-    if args.resume and not _keeps_state(path):
+    if args.resume and not keeps_state(path):
         raise UsageError(f"--resume needs a regular file, and {path} is a device or a pipe")
     if args.csv_raw_formulas and fmt != "csv":
         raise UsageError(f"--csv-raw-formulas applies to CSV output only, not {fmt}")
@@ -564,101 +541,23 @@ def _check_output(args: argparse.Namespace, path: Path | None, fmt: str) -> None
 def _params(
     args: argparse.Namespace, fmt: str, heads: dict[str, list[str | int]] | None
 ) -> dict[str, Any]:
-    """The arguments that decide what the output holds; a resume must repeat them.
-
-    ``heads`` is the incremental state the run starts from: a resume started from another
-    one (a run in between finished and moved it on) would leave a gap or repeat jobs.
-    """
-    params = {
-        "functions": sorted(str(ref) for ref in args.functions),
-        "all_functions": bool(args.all_functions),
-        "status": args.status,
-        "since": None if args.since is None else args.since.isoformat(),
-        "format": fmt,
-        "csv_raw_formulas": bool(args.csv_raw_formulas),
-    }
-    if heads is not None:
-        digest = hashlib.sha256(orjson.dumps(heads, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        params["incremental"] = digest
-    return params
+    return export_params(
+        args.functions,
+        all_functions=bool(args.all_functions),
+        status=args.status,
+        since=args.since,
+        fmt=fmt,
+        csv_raw_formulas=bool(args.csv_raw_formulas),
+        heads=heads,
+    )
 
 
-def _load_resume_state(
-    path: Path, params: dict[str, Any]
-) -> tuple[ExportState, hashlib._Hash] | None:
+def _load_resume_state(path: Path, params: dict[str, Any]) -> Resumed | None:
     """The state to resume from and the checksum of the output it covers, both checked."""
     try:
-        state = load_state(state_path_for(path))
-        if state is None:
-            return None
-        if state.params != params:
-            differ = sorted(
-                k for k in {*params, *state.params} if params.get(k) != state.params.get(k)
-            )
-            raise StateError(
-                f"{state_path_for(path)} was written for other arguments (different "
-                f"{', '.join(differ)}); repeat the original command"
-            )
-        if params["format"] == "parquet":
-            return state, verify_parquet_parts(path, state)
-        return state, verify_output(path, state)
+        return resume_state(path, params)
     except StateError as exc:
         raise StateError(f"{exc}; drop --resume to start over") from exc
-
-
-def _stream_writer(fmt: str, stream: IO[bytes], *, raw_formulas: bool, **options: Any) -> Writer:
-    """The JSONL or CSV writer to ``stream``; ``options`` are `JsonlWriter`'s."""
-    if fmt == "csv":
-        return CsvWriter(stream, raw_formulas=raw_formulas, **options)
-    return JsonlWriter(stream, **options)
-
-
-@contextlib.contextmanager
-def _open_writer(
-    path: Path | None,
-    fmt: str,
-    resume: tuple[ExportState, hashlib._Hash] | None,
-    *,
-    raw_formulas: bool = False,
-) -> Iterator[Writer]:
-    """A writer for ``fmt`` to ``path`` (stdout if ``None``); continue after what ``resume``'s
-    state covers, whose checksum it carries."""
-    writer: Writer
-    if path is None:
-        writer = _stream_writer(
-            fmt, sys.stdout.buffer, owned=False, durable=False, raw_formulas=raw_formulas
-        )
-    elif fmt == "parquet" and not _keeps_state(path):
-        writer = ParquetWriter(path)
-    elif fmt == "parquet":
-        if resume is None:
-            writer = ParquetPartsWriter(path)
-        else:
-            writer = ParquetPartsWriter(path, length=resume[0].length, checksum=resume[1])
-    elif resume is not None:
-        state, checksum = resume
-        # Lines after the covered length were written after the last state: drop them,
-        # their jobs are read again from the checkpoints.
-        file: IO[bytes] = open(path, "r+b")  # noqa: SIM115 - the writer closes it
-        file.truncate(state.length)
-        file.seek(state.length)
-        writer = _stream_writer(
-            fmt,
-            file,
-            length=state.length,
-            owned=True,
-            durable=True,
-            checksum=checksum,
-            raw_formulas=raw_formulas,
-        )
-    else:
-        file = open(path, "wb")  # noqa: SIM115 - the writer closes it
-        durable = _keeps_state(path)
-        writer = _stream_writer(fmt, file, owned=True, durable=durable, raw_formulas=raw_formulas)
-    try:
-        yield writer
-    finally:
-        writer.close()
 
 
 async def _export_command(args: argparse.Namespace, live: list[ExportResult]) -> int:
@@ -667,7 +566,7 @@ async def _export_command(args: argparse.Namespace, live: list[ExportResult]) ->
         # Held from before the state is read until the summary: two exports into one file would
         # interleave their lines and their states, and two incremental runs from one state
         # would both export the same new jobs.
-        if path is not None and _keeps_state(path):
+        if path is not None and keeps_state(path):
             locks.enter_context(lock_output(path))
         if args.incremental is not None:
             locks.enter_context(lock_output(args.incremental))
@@ -688,20 +587,18 @@ async def _functions_to_export(
 
 def _refuse_unfinished_output(path: Path, args: argparse.Namespace) -> None:
     """Refuse to write over the output of an export that did not finish, unless asked to."""
-    state = state_path_for(path)
-    written = path.exists() or parts_dir_for(path).exists()
-    if args.resume or args.overwrite or not (written and state.exists()):
+    if args.resume or args.overwrite or not unfinished(path):
         return
     raise UsageError(
-        f"{path} holds an export that did not finish (its resume state is {state}): add "
-        "--resume to continue it, or --overwrite to start over"
+        f"{path} holds an export that did not finish (its resume state is "
+        f"{state_path_for(path)}): add --resume to continue it, or --overwrite to start over"
     )
 
 
 async def _export_to(
     path: Path | None, fmt: str, args: argparse.Namespace, live: list[ExportResult]
 ) -> int:
-    stateful = _keeps_state(path)
+    stateful = keeps_state(path)
     if path is not None and stateful:
         _refuse_unfinished_output(path, args)
     heads = None if args.incremental is None else load_heads(args.incremental)
@@ -716,7 +613,7 @@ async def _export_to(
     )
     async with client as sieve:
         refs = await _functions_to_export(sieve, args, None if resume is None else resume[0])
-        opened = _open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
+        opened = open_writer(path, fmt, resume, raw_formulas=args.csv_raw_formulas)
         with _Progress(sieve, len(refs)) as progress, opened as writer:
 
             def on_progress(result: ExportResult) -> None:
@@ -738,11 +635,7 @@ async def _export_to(
                 on_progress=on_progress,
                 stop_at=heads,
             )
-        if isinstance(writer, ParquetPartsWriter):
-            # Readable whole even after a failure; the parts stay while a state refers to them.
-            writer.assemble()
-            if state_path is None or not state_path.exists():
-                writer.remove_parts()
+        finish_parquet(writer, state_path)
     return _conclude(result, path, args, heads, state, retries=sieve.stats.retries)
 
 
@@ -765,7 +658,7 @@ def _conclude(
     if heads is not None and args.incremental is not None:
         _advance_incremental(args.incremental, heads, state, result)
     if result.failures:
-        resumable = path is not None and _keeps_state(path)
+        resumable = path is not None and keeps_state(path)
         for line in _advice([error for _, error in result.failures], resumable=resumable):
             _error(line)
         return EXIT_FAILED
@@ -852,7 +745,7 @@ async def _demo_command(args: argparse.Namespace) -> int:
         )
         refs = [FunctionRef.parse(name) for name in _DEMO_FUNCTIONS]
         async with client as sieve:
-            with _Progress(sieve, len(refs)) as progress, _open_writer(path, "jsonl", None) as out:
+            with _Progress(sieve, len(refs)) as progress, open_writer(path, "jsonl", None) as out:
                 result = await export(sieve, refs, out, concurrency=4, on_progress=progress.update)
             retries = sieve.stats.retries
     _report(result, str(path), f"; {retries} requests retried")
