@@ -39,6 +39,8 @@ async def test_twenty_percent_faults_of_every_kind(serve: Any) -> None:
         # "drop" is not always one of our retries.
         failures = sum(n for kind, n in injected.items() if kind not in ("slow", "drop"))
         assert sieve.stats.retries >= failures
+        pages = [r for r in fake.requests if r.status == 200 and r.fault in (None, "slow")]
+        assert sieve.stats.pages == len(pages)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -313,3 +315,21 @@ def test_parse_retry_after_dates_in_any_zone(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+async def test_fanout_bound_holds_for_retries_too(serve: Any) -> None:
+    """A request retried inside a fan-out still counts against its concurrency: at most one
+    request in flight at concurrency=1, first attempts and retries alike."""
+    names = [f"o/f{i}" for i in range(4)]
+    faults = Faults(schedule={0: "503", 2: "503", 3: "503", 5: "503"})
+    async with serve(
+        {"max_connections": 8},
+        functions=dict.fromkeys(names, 60),
+        page_cap=20,
+        latency=0.01,
+        faults=faults,
+    ) as (fake, sieve):
+        jobs = [job async for _, job in sieve.list_jobs_for_functions(names, concurrency=1)]
+        assert len(jobs) == 4 * 60
+        assert [r.status for r in fake.requests].count(503) == 4
+        assert fake.max_in_flight == 1

@@ -10,6 +10,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -1003,6 +1004,7 @@ async def test_timeout_names_the_limit() -> None:
             release.set()
     assert type(error) is SieveTimeoutError
     assert error.attempts == 2
+    assert str(error.__cause__).startswith("builtins.TimeoutError"), str(error.__cause__)
     assert re.fullmatch(
         rf"GET {re.escape(url + JOBS)}(\?\S*)? timed out after 0\.05 s "
         r"\(gave up after 2 attempts\)",
@@ -1019,17 +1021,47 @@ async def test_each_response_is_logged_at_debug(caplog: pytest.LogCaptureFixture
         raise web.HTTPFound("/v2/functions/sieve/b/jobs")
 
     async def served(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.02)  # the server's latency, which the line must include
         return web.Response(body=page, content_type="application/json")
 
     async with (
         app_server({JOBS: moved, "/v2/functions/sieve/b/jobs": served}) as url,
         SieveClient(api_key=KEY, base_url=url, **FAST) as sieve,
     ):
+        started = time.perf_counter()
         await sieve.list_function_jobs("sieve", "a").collect()
+        elapsed_ms = (time.perf_counter() - started) * 1000
     lines = [r.getMessage() for r in caplog.records if r.name == "sieve_async"]
     assert len(lines) == 1, lines
-    assert re.fullmatch(
+    match = re.fullmatch(
         rf"GET {re.escape(url)}/v2/functions/sieve/b/jobs -> 200, {len(page)} bytes in "
-        r"\d+\.\d ms",
+        r"(\d+\.\d) ms",
         lines[0],
-    ), lines[0]
+    )
+    assert match, lines[0]
+    assert 20.0 <= float(match[1]) <= elapsed_ms + 0.1
+
+
+async def test_body_cut_short_says_so_and_chains_the_cause() -> None:
+    """A body shorter than its Content-Length, every attempt: SieveConnectionError saying it
+    was cut short, chained to a copy of aiohttp's payload error."""
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        body = b'{"data": [' + b'{"id": "x"},' * 64
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body) * 2
+        await response.prepare(request)
+        await response.write(body)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+
+    async with app_server({JOBS: cut}) as url:
+        error = await failure(url, max_retries=1)
+    assert type(error) is SieveConnectionError
+    assert re.fullmatch(
+        rf"GET {re.escape(url + JOBS)}(\?\S*)?: the response body was cut short "
+        r"\(gave up after 2 attempts\)",
+        str(error),
+    ), str(error)
+    assert str(error.__cause__).startswith("aiohttp.client_exceptions.ClientPayloadError: ")
