@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from sieve_async import (
     SieveAPIError,
@@ -385,9 +386,14 @@ def test_key_with_control_character_from_environment(monkeypatch: pytest.MonkeyP
      "http://127.0.0.1.nip.io:8080", "http://[::2]", "http://128.0.0.1"],
 )  # fmt: skip
 def test_plain_http_to_look_alike_of_loopback_is_refused(url: str) -> None:
-    """Hosts that only look like loopback are refused over plain http."""
-    with pytest.raises(SieveConfigError, match="unencrypted"):
+    """Hosts that only look like loopback are refused over plain http, saying what to do."""
+    host = URL(url).host
+    with pytest.raises(SieveConfigError) as caught:
         SieveClient(api_key="k", base_url=url)
+    assert str(caught.value) == (
+        f"refusing plain http:// to {host}: the API key would travel unencrypted. "
+        "Use https://, or pass allow_insecure_http=True if you really mean it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -417,7 +423,11 @@ def test_base_url_loses_only_trailing_slashes(given: str, kept: str) -> None:
 )  # fmt: skip
 def test_base_url_with_credentials_query_or_fragment_is_refused(url: str) -> None:
     """Each of a user, a password, a query and a fragment alone is refused."""
-    with pytest.raises(SieveConfigError, match="must not carry credentials, a query or a fragment"):
+    with pytest.raises(
+        SieveConfigError,
+        match=r"^base_url must not carry credentials, a query or a fragment; pass the key as "
+        r"api_key$",
+    ):
         SieveClient(api_key="k", base_url=url)
 
 
