@@ -209,7 +209,12 @@ class Redactor:
 
     def __init__(self, secret: str) -> None:
         raw = secret.encode()
-        texts = {secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1]}
+        encoded = quote(secret, safe="")
+        # yarl requotes a URL it parses, leaving what each part allows (a "/" in a query) as
+        # it is: a key quoted in a redirect target comes back in that part's form.
+        parsed = URL(f"http://h/{encoded}?{encoded}#{encoded}")
+        url_forms = {parsed.raw_path[1:], parsed.raw_query_string, parsed.raw_fragment}
+        texts = {secret, encoded, *url_forms, repr(secret)[1:-1], repr(raw)[2:-1]}
         # Longest first, so a form that contains another is replaced whole.
         self._texts = sorted(texts, key=len, reverse=True)
         self._bytes = sorted({raw, quote(secret, safe="").encode()}, key=len, reverse=True)

@@ -158,13 +158,16 @@ class Transport:
                     maximum=options.retry_wait_max,
                     retry_after_max=options.retry_after_max,
                 )
+                cause = self._redact(str(retry.error))
                 logger.info(
                     "GET %s: %s; attempt %d of %d, retrying in %.2f s",
                     safe_url(request.url),
-                    self._redact(str(retry.error)),
+                    cause,
                     attempt,
                     options.max_retries + 1,
                     wait,
+                    # The same facts as fields, for a structured log handler.
+                    extra={"retry_attempt": attempt, "retry_wait": wait, "retry_cause": cause},
                 )
             except SieveError as raised:
                 error = raised
@@ -231,10 +234,10 @@ class Timed:
         try:
             with anyio.fail_after(self._seconds):
                 return await self._inner.send(request)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise SieveTimeoutError(
                 f"GET {safe_url(request.url)} timed out after {self._seconds} s"
-            ) from None
+            ) from exc
 
 
 class Bounded:

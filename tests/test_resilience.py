@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections import Counter
@@ -38,6 +39,8 @@ async def test_twenty_percent_faults_of_every_kind(serve: Any) -> None:
         # "drop" is not always one of our retries.
         failures = sum(n for kind, n in injected.items() if kind not in ("slow", "drop"))
         assert sieve.stats.retries >= failures
+        pages = [r for r in fake.requests if r.status == 200 and r.fault in (None, "slow")]
+        assert sieve.stats.pages == len(pages)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -85,6 +88,48 @@ async def test_retry_after_is_honoured(serve: Any) -> None:
     first, second = fake.requests[0], fake.requests[1]
     assert first.status == 429
     assert second.started - first.ended >= 0.95
+
+
+async def test_backoff_doubles_from_retry_wait_initial_up_to_retry_wait_max(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without Retry-After, retry n waits retry_wait_initial * 2**(n-1) plus up to
+    retry_wait_initial of jitter, at most retry_wait_max; and the client waits at least that."""
+    caplog.set_level(logging.INFO, logger="sieve_async")
+    faults = Faults(schedule={0: "503", 1: "500", 2: "502"})
+    async with serve(
+        {"retry_wait_initial": 0.2, "retry_wait_max": 0.5, "max_retries": 3},
+        functions={"sieve/a": 5},
+        faults=faults,
+    ) as (fake, sieve):
+        jobs = await sieve.list_function_jobs("sieve", "a").collect()
+    assert len(jobs) == 5
+    assert [record.status for record in fake.requests] == [503, 500, 502, 200]
+    waits = [r.retry_wait for r in caplog.records if hasattr(r, "retry_wait")]
+    assert len(waits) == 3
+    assert 0.2 <= waits[0] <= 0.4
+    assert 0.4 <= waits[1] <= 0.5
+    assert waits[2] == 0.5
+    for wait, before, after in zip(waits, fake.requests, fake.requests[1:], strict=False):
+        assert after.started - before.ended >= wait - 0.01
+
+
+async def test_retry_after_above_the_backoff_cap_is_waited_in_full(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Retry-After longer than retry_wait_max (but within retry_after_max) is what the client
+    waits, at least."""
+    caplog.set_level(logging.INFO, logger="sieve_async")
+    faults = Faults(schedule={0: "429"}, retry_after="0.3")
+    async with serve(
+        {"retry_wait_initial": 0.001, "retry_wait_max": 0.01, "retry_after_max": 0.5},
+        functions={"sieve/a": 5},
+        faults=faults,
+    ) as (fake, sieve):
+        await sieve.list_function_jobs("sieve", "a").collect()
+    waits = [r.retry_wait for r in caplog.records if hasattr(r, "retry_wait")]
+    assert waits == [0.3]
+    assert fake.requests[1].started - fake.requests[0].ended >= 0.29
 
 
 async def test_retry_after_is_capped(serve: Any) -> None:
@@ -254,3 +299,37 @@ async def test_rate_limit_spaces_requests(serve: Any) -> None:
     starts = [r.started for r in fake.requests]
     assert len(starts) >= 10
     assert starts[-1] - starts[0] >= (len(starts) - 2) / 20 * 0.9
+
+
+def test_parse_retry_after_dates_in_any_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP-date with a UTC offset counts from that offset; one with ``-0000`` (no zone
+    known) is UTC, whatever the local time zone is."""
+    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    monkeypatch.setenv("TZ", "XST-05:30")
+    time.tzset()
+    try:
+        assert parse_retry_after("Thu, 01 Jan 2026 01:00:30 +0100", now=now) == 30.0
+        assert parse_retry_after("Wed, 31 Dec 2025 19:00:45 -0500", now=now) == 45.0
+        assert parse_retry_after("Thu, 01 Jan 2026 00:00:20 -0000", now=now) == 20.0
+        assert parse_retry_after("Thu, 01 Jan 2026 00:00:20 GMT", now=now) == 20.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+async def test_fanout_bound_holds_for_retries_too(serve: Any) -> None:
+    """A request retried inside a fan-out still counts against its concurrency: at most one
+    request in flight at concurrency=1, first attempts and retries alike."""
+    names = [f"o/f{i}" for i in range(4)]
+    faults = Faults(schedule={0: "503", 2: "503", 3: "503", 5: "503"})
+    async with serve(
+        {"max_connections": 8},
+        functions=dict.fromkeys(names, 60),
+        page_cap=20,
+        latency=0.01,
+        faults=faults,
+    ) as (fake, sieve):
+        jobs = [job async for _, job in sieve.list_jobs_for_functions(names, concurrency=1)]
+        assert len(jobs) == 4 * 60
+        assert [r.status for r in fake.requests].count(503) == 4
+        assert fake.max_in_flight == 1
