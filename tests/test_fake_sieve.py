@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sieve_async import SieveClient
 from sieve_async.testing import FakeSieve
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +51,7 @@ def test_pool_size_must_be_positive() -> None:
 async def test_in_memory_transport_serves_what_http_serves() -> None:
     """The same listing, faults and request log through the in-memory transport as over HTTP;
     a redirect to another origin and a hang-up are connection errors."""
-    from sieve_async import SieveClient, SieveConnectionError
+    from sieve_async import SieveConnectionError
     from sieve_async.testing import Faults
 
     fast = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
@@ -77,3 +78,102 @@ async def test_in_memory_transport_serves_what_http_serves() -> None:
     ) as sieve:
         with pytest.raises(SieveConnectionError, match=r"serves http://127\.0\.0\.1:0 only"):
             await sieve.list_jobs().collect()
+
+
+async def test_a_million_jobs_are_made_as_they_are_served(serve: Any) -> None:
+    """A listing of 1,000,000 jobs: the last page is there, in order, with ids of its own;
+    the same seed makes the same jobs, another seed others."""
+    async with serve(functions={"sieve/big": 1_000_000}, seed=7) as (fake, sieve):
+        tail = await sieve.list_function_jobs("sieve", "big", offset=999_700).collect()
+        head = await sieve.list_function_jobs("sieve", "big", max_items=300).collect()
+        assert len(tail) == 300
+        assert len({job.id for job in head + tail}) == 600
+        created = [job.created_at for job in head + tail]
+        assert created == sorted(created, reverse=True)
+        assert len(set(created)) == 600
+        assert fake.requests[0].query == {"offset": "999700"}
+        errors = sieve.list_function_jobs("sieve", "big", status="error", offset=142_500)
+        errors_seen = [job.raw for job in await errors.collect()]
+        assert errors_seen and {job["status"] for job in errors_seen} == {"error"}
+    for seed, same in ((7, True), (8, False)):
+        again = FakeSieve(functions={"sieve/big": 1_000_000}, seed=seed)
+        async with SieveClient(
+            api_key=again.api_key, base_url=again.url, transport=again.transport()
+        ) as other:
+            listing = other.list_function_jobs("sieve", "big", offset=999_700)
+            assert ([job.raw for job in await listing.collect()] == [j.raw for j in tail]) is same
+
+def _status_of(jobs: list[dict[str, Any]], status: str) -> list[dict[str, Any]]:
+    return [job for job in jobs if job["status"] == status]
+
+
+@pytest.mark.parametrize("status", [None, "finished", "error", "queued"])
+async def test_insertions_and_removals_show_in_every_view(serve: Any, status: str | None) -> None:
+    """After jobs land at the head and others leave (made ones and inserted ones), each
+    status view is the full listing filtered, and ``GET /v2/jobs`` is every listing merged
+    newest first, at any offset."""
+    functions = {"sieve/a": 400, "sieve/b": 250, "acme/c": 0, "acme/d": 90}
+    async with serve(functions=functions, seed=3) as (fake, sieve):
+        before = fake.jobs("sieve/a")
+        fake.insert_jobs("sieve/a", 4)
+        gone = [fake.remove_job("sieve/a", i) for i in (1, 10, 10, 399)]
+        fake.insert_jobs("acme/d", 2)
+        gone.append(fake.remove_job("acme/d", 0))
+        gone.append(fake.remove_job("sieve/b", -1))
+        after = fake.jobs("sieve/a")
+        assert gone[0] == fake.inserted[1]
+        assert [job["id"] for job in after[3:]] == [
+            job["id"] for job in before if job["id"] not in gone
+        ]
+        assert after[0]["created_at"] > after[1]["created_at"] > before[0]["created_at"]
+        for name in functions:
+            everything = fake.jobs(name)
+            expected = everything if status is None else _status_of(everything, status)
+            assert fake.jobs(name, status) == expected
+        merged = sorted(
+            (job for name in functions for job in fake.jobs(name, status)),
+            key=lambda job: job["created_at"],
+            reverse=True,
+        )
+        assert fake.all_jobs() == sorted(
+            (job for name in functions for job in fake.jobs(name)),
+            key=lambda job: job["created_at"],
+            reverse=True,
+        )
+        for offset in (0, 1, 37, len(merged) // 2, len(merged) - 3, len(merged)):
+            page = await sieve.list_jobs(offset=offset, max_items=25, status=status).collect()
+            assert [job.raw for job in page] == merged[offset : offset + 25]
+
+
+async def test_pool_size_still_repeats_contents_with_times_in_order(serve: Any) -> None:
+    """pool_size repeats job contents (not times); the listing stays newest first."""
+    async with serve(functions={"sieve/long": 1000}, pool_size=10) as (fake, _):
+        jobs = fake.jobs("sieve/long")
+        assert jobs[3]["inputs"] == jobs[13]["inputs"]
+        assert jobs[3]["id"][:-12] == jobs[13]["id"][:-12]
+        assert jobs[13]["id"].endswith("00000000000d")
+        created = [job["created_at"] for job in jobs]
+        assert created == sorted(created, reverse=True)
+
+
+def test_fake_server_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each option of ``fake-server --help`` says its default."""
+    from sieve_async import cli
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["fake-server", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--host HOST", "127.0.0.1"),
+        ("--port PORT", "8080"),
+        ("--functions N", "3"),
+        ("--jobs N", "1000"),
+        ("--shape", "the shapes the API uses today"),
+        ("--page-cap N", "no cap"),
+        ("--fault-rate R", "0.0"),
+        ("--latency S", "0.0"),
+        ("--seed SEED", "0"),
+        ("--api-key API_KEY", "sk-fake- sieve-0123456789abcdef"),
+    ]:
+        described = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
+        assert f"(default: {default}" in described, option
