@@ -27,7 +27,7 @@ import time
 import uuid
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, overload
 from urllib.parse import unquote
@@ -165,6 +165,15 @@ def _naive(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def _with_offset(moment: datetime) -> str:
+    # The form the document's ``date-time`` format asks for (RFC 3339: an offset is required).
+    return _naive(moment) + "+00:00"
+
+
+#: How timestamps are written, by `FakeSieve`'s ``timestamps`` option.
+_STAMPS: Final[dict[str, Callable[[datetime], str]]] = {"naive": _naive, "offset": _with_offset}
+
+
 _BUCKET: Final = "sieve-au-fn-iter-out-us-central1-persistent-bucket.storage.googleapis.com"
 
 
@@ -180,6 +189,7 @@ def _job_body(
     run_seconds: int,
     slow_factor: int,
     caption: bool,
+    stamp: Callable[[datetime], str] = _naive,
 ) -> dict[str, Any]:
     """A job shaped like the seed page's example (about 800 bytes); ``ids`` are the job's id,
     its run id's second half, and the input and output file names."""
@@ -207,9 +217,9 @@ def _job_body(
         "organization_id": "0a8c2e51-3f0b-4c8e-9b5d-7e2f4d1a6c90",
         "function": {"name": function, "owner_name": owner},
         "status": status,
-        "created_at": _naive(created),
-        "started_at": None if status == "queued" else _naive(started),
-        "completed_at": _naive(completed) if done else None,
+        "created_at": stamp(created),
+        "started_at": None if status == "queued" else stamp(started),
+        "completed_at": stamp(completed) if done else None,
         "inputs": {
             "video": {
                 "type": "sieve.Video",
@@ -326,8 +336,10 @@ class _Listing:
         pool_size: int | None = None,
         number: int = 0,
         kept: _Kept | None = None,
+        stamp: Callable[[datetime], str] = _naive,
     ) -> None:
         self.owner = owner
+        self.stamp = stamp
         self.number = number
         self._kept = kept if kept is not None else _Kept(0)
         self.name = name
@@ -387,6 +399,7 @@ class _Listing:
             run_seconds=2 + int.from_bytes(small[2:4]) % 599,
             slow_factor=1 + small[4] % 4,
             caption=small[5] < 51,
+            stamp=self.stamp,
         )
 
     def job(self, index: int) -> dict[str, Any]:
@@ -636,6 +649,7 @@ _ROUTES: Final = (
     ("/v2/functions/{owner}/{name}/versions", "_versions"),
     ("/v2/functions/{owner}/{name}/versions/{version}/jobs", "_jobs"),
 )
+_INTEGER: Final = re.compile(r"[+-]?[0-9]{1,4000}")
 _ROUTE_PATTERNS: Final = tuple(
     (re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), handler)
     for path, handler in _ROUTES
@@ -643,25 +657,24 @@ _ROUTE_PATTERNS: Final = tuple(
 
 
 def _query_number(
-    query: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None
+    query: Mapping[str, str], name: str, default: int, maximum: int | None
 ) -> int | web.Response:
-    """One integer query parameter, or the 422 a validating API answers for it."""
+    """One integer query parameter, or the 422 a validating API answers for it.
+
+    The document gives ``limit`` and ``offset`` no minimum, so any integer is accepted; an
+    empty value is not an integer (FastAPI answers ``?limit=`` with 422 too).
+    """
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        number = int(raw)
-    except ValueError:
+    if _INTEGER.fullmatch(raw) is None:
         return _invalid(
             name,
             raw,
             "Input should be a valid integer, unable to parse string as an integer",
             "int_parsing",
         )
-    if number < minimum:
-        return _invalid(
-            name, raw, f"Input should be greater than or equal to {minimum}", "greater_than_equal"
-        )
+    number = int(raw)
     if maximum is not None and number > maximum:
         return _invalid(
             name, raw, f"Input should be less than or equal to {maximum}", "less_than_equal"
@@ -698,6 +711,9 @@ class FakeSieve:
         faults: failures to inject (`Faults`).
         mutations: changes to apply while listings are read (`Mutations`).
         redirect_to: answer every listing request with a 307 to this origin instead.
+        timestamps: ``"naive"`` writes UTC times without an offset, as the live API and the
+            document's examples do; ``"offset"`` adds ``+00:00``, as the document's
+            ``date-time`` format (RFC 3339) asks.
         pool_size: make at most this many distinct jobs per function; a longer history repeats
             their contents, each copy with an id of its own and a creation time in order. Not
             needed for memory: jobs are made when served, so a listing of millions costs about
@@ -721,6 +737,7 @@ class FakeSieve:
         mutations: Mutations | None = None,
         redirect_to: str | None = None,
         pool_size: int | None = None,
+        timestamps: Literal["naive", "offset"] = "naive",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -728,6 +745,9 @@ class FakeSieve:
             functions = {"sieve/retalker": 1234, "sieve/whisper": 321, "acme/transcribe": 57}
         if shape not in (None, "envelope", "bare"):
             raise ValueError("shape must be None, 'envelope' or 'bare'")
+        if timestamps not in _STAMPS:
+            raise ValueError("timestamps must be 'naive' or 'offset'")
+        self._stamp = _STAMPS[timestamps]
         if pool_size is not None and pool_size < 1:
             raise ValueError("pool_size must be a positive number of jobs or None")
         self.shape = shape
@@ -755,7 +775,14 @@ class FakeSieve:
         for number, (spec, count) in enumerate(functions.items()):
             owner, _, name = spec.partition("/")
             self._listings[(owner, name)] = _Listing(
-                owner, name, count, seed, pool_size=pool_size, number=number, kept=kept
+                owner,
+                name,
+                count,
+                seed,
+                pool_size=pool_size,
+                number=number,
+                kept=kept,
+                stamp=self._stamp,
             )
         self._runner: web.AppRunner | None = None
 
@@ -870,42 +897,35 @@ class FakeSieve:
     def _authorised(self, request: _Asked) -> bool:
         return self.api_key is None or request.headers.get("X-API-Key") == self.api_key
 
-    def _window(self, request: _Asked) -> tuple[int, int, str | None] | web.Response:
+    def _window(self, request: _Asked) -> tuple[int, int] | web.Response:
+        """The offset and length of the page asked for, or the 422 for the query.
+
+        A ``limit`` of 0 or below asks for no jobs; an ``offset`` below 0 reads from the head.
+        """
         query = request.query
-        limit = _query_number(query, "limit", self.default_limit, 1, self.max_limit)
+        limit = _query_number(query, "limit", self.default_limit, self.max_limit)
         if isinstance(limit, web.Response):
             return limit
-        offset = _query_number(query, "offset", 0, 0, None)
+        offset = _query_number(query, "offset", 0, None)
         if isinstance(offset, web.Response):
             return offset
-        status = query.get("status") or None
-        if status is not None and status not in STATUSES:
-            return _invalid(
-                "status",
-                status,
-                "Input should be 'queued', 'processing', 'error', 'finished' or 'cancelled'",
-                "enum",
-            )
         cap = self.page_cap
         if isinstance(cap, Sequence):
             cap = cap[self._pages_served % len(cap)] if cap else None
         if cap is not None:
             limit = min(limit, cap)
-        return offset, limit, status
+        return max(offset, 0), max(limit, 0)
 
-    async def _serve(
+    def _serve(
         self,
-        request: _Asked,
+        window: tuple[int, int],
         items: Sequence[bytes],
         *,
         envelope: bool,
         listing: _Listing | None = None,
         status: str | None = None,
     ) -> web.StreamResponse:
-        window = self._window(request)
-        if isinstance(window, web.Response):
-            return window
-        offset, limit, _ = window
+        offset, limit = window
         page = items[offset : offset + limit]
         body = b"[" + b",".join(page) + b"]"
         if envelope:
@@ -943,7 +963,7 @@ class FakeSieve:
         if self.latency:
             await asyncio.sleep(self.latency)
         if not self._authorised(request):
-            return _detail(401, "Invalid API key. Pass your key in the X-API-Key header.")
+            return _detail(401, "Unauthorized - valid API Key required.")
         if self.redirect_to is not None:
             raise web.HTTPTemporaryRedirect(self.redirect_to.rstrip("/") + request.path_qs)
         if not listing:
@@ -1007,8 +1027,12 @@ class FakeSieve:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            # As FastAPI does: the key, then the query, then the handler (which may 404).
             early = await self._begin(request, listing=listing)
-            response: web.StreamResponse = early if early is not None else await handler()
+            window = self._window(request) if early is None else early
+            response: web.StreamResponse = (
+                window if isinstance(window, web.StreamResponse) else await handler(window)
+            )
             record.status = response.status
             return response
         except web.HTTPException as exc:
@@ -1023,25 +1047,23 @@ class FakeSieve:
         name = request.match_info["name"]
         listing = self._listings.get((owner, name))
         if listing is None:
-            return _detail(404, f"Function {owner}/{name} not found")
+            return _detail(404, "Function not found.")
         return listing
 
     async def _jobs(self, request: _Asked) -> web.StreamResponse:
         """A function's jobs, or (with a ``version`` in the path) one version's."""
 
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
             version = request.match_info.get("version")
             if version not in (None, "latest") and not listing.version_id.startswith(version):
-                return _detail(
-                    404, f"Version {version} of {listing.owner}/{listing.name} not found"
-                )
+                return _detail(404, "Function version not found.")
             status = request.query.get("status") or None
             items = listing.view(status)
-            return await self._serve(
-                request,
+            return self._serve(
+                window,
                 items,
                 envelope=self._shape_is_envelope(True),
                 listing=listing,
@@ -1051,14 +1073,14 @@ class FakeSieve:
         return await self._guarded(request, handle, listing=True)
 
     async def _all_jobs(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             items = self._merged(request.query.get("status") or None)
-            return await self._serve(request, items, envelope=self._shape_is_envelope(True))
+            return self._serve(window, items, envelope=self._shape_is_envelope(True))
 
         return await self._guarded(request, handle, listing=True)
 
     async def _functions(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             items = [
                 orjson.dumps(
                     {
@@ -1073,21 +1095,21 @@ class FakeSieve:
                 )
                 for listing in self._listings.values()
             ]
-            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+            return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)
 
     async def _versions(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
             version = {
                 "id": listing.version_id,
                 "build_status": "ready",
-                "queued_at": "2025-05-01T10:00:00.000000",
-                "built_at": "2025-05-01T10:04:00.000000",
-                "ready_at": "2025-05-01T10:05:00.000000",
+                "queued_at": self._stamp(datetime(2025, 5, 1, 10, 0)),
+                "built_at": self._stamp(datetime(2025, 5, 1, 10, 4)),
+                "ready_at": self._stamp(datetime(2025, 5, 1, 10, 5)),
                 "compute_type": "a100",
                 "python_packages": ["torch"],
                 "system_packages": ["ffmpeg"],
@@ -1099,7 +1121,7 @@ class FakeSieve:
                 "function_dependencies": [],
             }
             items = [orjson.dumps(version)]
-            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+            return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)
 

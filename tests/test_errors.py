@@ -58,7 +58,7 @@ async def test_wrong_key_is_authentication_error(serve: Any) -> None:
         error = await first_error(sieve)
     assert type(error) is SieveAuthenticationError
     assert error.status == 401
-    assert "Invalid API key" in error.detail
+    assert error.detail == "Unauthorized - valid API Key required."
     assert error.request_url.startswith(fake.url + "/v2/functions/sieve/retalker/jobs")
     assert len(fake.requests) == 1, "a 401 is never retried"
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
+from schemathesis.config import SchemathesisConfig
 
 from sieve_async import SieveClient
-from sieve_async.testing import FakeSieve
+from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +183,149 @@ def test_fake_server_help_shows_every_default(capsys: pytest.CaptureFixture[str]
     ]:
         described = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
         assert f"(default: {default}" in described, option
+
+
+# -- conformance to the OpenAPI document -------------------------------------------------------
+
+#: The Sieve API's OpenAPI document (info.version 0.1.0), as published.
+DOCUMENT = Path(__file__).with_name("sieve-openapi.json")
+#: The five listings FakeSieve serves, by their operation ids in the document.
+LISTINGS = (
+    "list_functions",
+    "get_function_versions",
+    "list_function_jobs",
+    "get_function_jobs_by_version_slug",
+    "v2_list_jobs",
+)
+
+
+#: schemathesis, configured for the five listings. ``date-time`` formats are not checked:
+#: the default FakeSieve writes times without an offset, as the live API and the document's
+#: own examples do (`test_served_json_matches_the_document` checks them where they have one).
+CONFORMANCE = schemathesis.openapi.from_path(
+    DOCUMENT,
+    config=SchemathesisConfig.from_dict(
+        {
+            "generation": {
+                "max-examples": 5,
+                "database": "none",
+                "deterministic": True,
+                # The API (FastAPI) ignores query parameters it does not declare.
+                "allow-extra-parameters": False,
+            },
+            "checks": {"response_schema_conformance": {"validate-formats": False}},
+            "auth": {"openapi": {"APIKeyHeader": {"api_key": DEFAULT_API_KEY}}},
+        }
+    ),
+).include(operation_id=list(LISTINGS))
+
+
+class _ServedFake:
+    """A FakeSieve served on a loopback port from a thread of its own, for a synchronous
+    client (schemathesis sends its requests with ``requests``)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.fake = FakeSieve(functions={"sieve/retalker": 120, "acme/empty": 0}, **options)
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),))
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.fake:
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> FakeSieve:
+        self._thread.start()
+        self._ready.wait()
+        return self.fake
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def served_fake() -> Iterator[FakeSieve]:
+    with _ServedFake() as fake:
+        yield fake
+
+
+def _call_and_validate(case: Any, fake: FakeSieve) -> None:
+    case.call_and_validate(base_url=fake.url)
+    if "owner_name" in (case.path_parameters or {}):
+        # Generated names are almost never served: ask again for a function that is.
+        case.path_parameters = {
+            **case.path_parameters,
+            "owner_name": "sieve",
+            "function_name": "retalker",
+            **({"version_slug": "latest"} if "version_slug" in case.path_parameters else {}),
+        }
+        case.call_and_validate(base_url=fake.url)
+
+
+@CONFORMANCE.parametrize()
+def test_conforms_to_the_document(case: Any, served_fake: FakeSieve) -> None:
+    """schemathesis, every check, against the five listings of the default FakeSieve: status
+    codes, bodies, content types, auth, data the document allows accepted (``limit=0``, a
+    negative ``offset``, any ``status``) and data it forbids refused (``limit=``, ``limit=x``)."""
+    _call_and_validate(case, served_fake)
+
+
+async def test_queries_are_as_strict_as_the_document_and_errors_read_as_its_examples() -> None:
+    """``limit`` and ``offset`` have no minimum in the document and ``status`` is a free string:
+    none of them is refused; an empty ``limit`` is not an integer (422); the 401 and 404 bodies
+    are the document's examples."""
+    import aiohttp
+
+    async with (
+        FakeSieve(functions={"sieve/a": 30}) as fake,
+        aiohttp.ClientSession(fake.url, headers={"X-API-Key": fake.api_key}) as session,
+    ):
+        ids = [job["id"] for job in fake.jobs("sieve/a")]
+        finished = [job["id"] for job in fake.jobs("sieve/a", "finished")]
+
+        async def get(path: str, query: str = "", key: str | None = None) -> tuple[int, Any]:
+            headers = {} if key is None else {"X-API-Key": key}
+            async with session.get(f"{path}?{query}", headers=headers) as response:
+                return response.status, await response.json()
+
+        async def page(query: str) -> tuple[list[str], int]:
+            status, body = await get("/v2/functions/sieve/a/jobs", query)
+            assert status == 200, body
+            return [job["id"] for job in body["data"]], body["next_offset"]
+
+        assert await page("limit=0") == ([], 0)
+        assert await page("limit=0&offset=30") == ([], -1)
+        assert await page("limit=-5&offset=4") == ([], 4)
+        assert await page("offset=-1&limit=3") == (ids[:3], 3)
+        assert await page("status=bogus") == ([], -1)
+        assert await page("status=FINISHED") == ([], -1)
+        assert await page("status=") == (ids, -1)
+        assert await page("status=finished") == (finished, -1)
+        refused = (("limit=&offset=", "limit"), ("offset=", "offset"), ("limit=x", "limit"))
+        for query, name in refused:
+            status, body = await get("/v2/jobs", query)
+            assert status == 422
+            assert [(d["loc"], d["type"]) for d in body["detail"]] == [
+                (["query", name], "int_parsing")
+            ]
+        assert await get("/v2/jobs", key="wrong") == (
+            401,
+            {"detail": "Unauthorized - valid API Key required."},
+        )
+        not_found = {"detail": "Function not found."}
+        assert await get("/v2/functions/sieve/nope/jobs") == (404, not_found)
+        assert await get("/v2/functions/sieve/nope/versions") == (404, not_found)
+        assert await get("/v2/functions/sieve/a/versions/0000/jobs") == (
+            404,
+            {"detail": "Function version not found."},
+        )
+        assert await get("/v2/functions/sieve/a/versions/latest/jobs", "limit=2") == (
+            200,
+            {"data": fake.jobs("sieve/a")[:2], "next_offset": 2},
+        )
