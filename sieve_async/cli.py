@@ -264,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write (default: sieve-demo-jobs.jsonl)",
     )
+    demo.add_argument(
+        "--variety",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help=(
+            "serve the full range of values the API's OpenAPI document allows: offsets on "
+            "times, nulls, restarts, inputs of any JSON type, big integers (default: off)"
+        ),
+    )
 
     fake = commands.add_parser(
         "fake-server",
@@ -332,6 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seeds job histories and faults (default: %(default)s)"
     )
     fake.add_argument("--api-key", help=f"the key to require (default: {DEFAULT_API_KEY})")
+    fake.add_argument(
+        "--variety",
+        action="store_true",
+        help=(
+            "serve the full range of values the API's OpenAPI document allows: offsets on "
+            "times, nulls, restarts, inputs of any JSON type, big integers (default: off, "
+            "jobs as the live API usually sends them)"
+        ),
+    )
+    fake.add_argument(
+        "--timestamps",
+        choices=("naive", "offset"),
+        default="naive",
+        help=(
+            "write times without an offset as the live API does, or with +00:00 as the "
+            "document's date-time format asks (default: %(default)s)"
+        ),
+    )
     return parser
 
 
@@ -756,6 +783,7 @@ async def _demo_command(args: argparse.Namespace) -> int:
         latency=0.01,
         faults=Faults(rate=0.03, seed=1),
         seed=1,
+        variety=args.variety,
     )
     async with fake:
         _error(
@@ -790,6 +818,8 @@ async def _fake_server_command(args: argparse.Namespace) -> int:
         latency=args.latency,
         seed=args.seed,
         faults=Faults(rate=args.fault_rate, seed=args.seed),
+        timestamps=args.timestamps,
+        variety=args.variety,
         host=args.host,
         port=args.port,
         **({} if args.api_key is None else {"api_key": args.api_key}),

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import heapq
 import itertools
+import json
 import random
 import re
 import time
@@ -268,6 +269,97 @@ def make_job(
     )
 
 
+# -- variety: the full range the OpenAPI document allows ---------------------------------------
+
+#: Offsets (minutes east of UTC) a varied timestamp may carry besides ``Z`` and ``+00:00``.
+_OFFSETS: Final = (330, -420, 840, -720, 1, -30)
+#: Inputs that are not ``InputOutput`` objects: the document types ``inputs`` as any object.
+_LOOSE_INPUTS: Final[tuple[tuple[str, Any], ...]] = (
+    ("count", 3),
+    ("threshold", 0.5),
+    ("enabled", True),
+    ("note", "hello"),
+    ("nothing", None),
+    ("frames", [1, 2, 3]),
+    ("options", {"lang": "en", "beam": 5}),
+    ("typed", {"type": None, "name": "typed", "data": None, "is_optional": True, "schema": {}}),
+)
+
+
+def _any_stamp(rng: random.Random) -> Callable[[datetime], str]:
+    """A way to write one job's times, drawn from what RFC 3339 and the live API allow: no
+    offset, ``Z``, ``+00:00``, another offset (the same moment, local), lowercase ``t`` and
+    ``z``, milliseconds only."""
+    style = rng.randrange(6)
+    minutes = rng.choice(_OFFSETS)
+
+    def stamp(moment: datetime) -> str:
+        if style == 0:
+            return _naive(moment)
+        if style == 1:
+            return _naive(moment) + "Z"
+        if style == 2:
+            return _with_offset(moment)
+        if style == 3:
+            sign = "+" if minutes >= 0 else "-"
+            local = _naive(moment + timedelta(minutes=minutes))
+            return f"{local}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        if style == 4:
+            return _naive(moment).replace("T", "t") + "z"
+        return moment.isoformat(timespec="milliseconds") + "Z"
+
+    return stamp
+
+
+def _vary(
+    job: dict[str, Any], rng: random.Random, stamp: Callable[[datetime], str], created: datetime
+) -> dict[str, Any]:
+    """``job`` with what else the document allows, drawn from ``rng``: nulls, ``children``,
+    restarts, inputs of any JSON type, integers beyond 64 bits."""
+    draw = rng.random
+    if draw() < 0.1:
+        job["function"] = None
+    if job["error"] == "" and draw() < 0.15:
+        job["error"] = None
+    if draw() < 0.05:
+        job["run_id"] = None
+    if draw() < 0.2:
+        job["children"] = {"segments": [rng.randint(0, 9), None, "part", {"id": job["id"]}]}
+    elif draw() < 0.05:
+        job["children"] = None
+    if draw() < 0.25:
+        job["restarts"] = [
+            {
+                "timestamp": stamp(created + timedelta(seconds=number + 1)),
+                "reason": rng.choice(("node preempted", "out of memory", "worker error")),
+                "type": rng.choice(("preemption", "OOM", "error")),
+                "run_id": rng.choice((job["run_id"], None)),
+            }
+            for number in range(rng.randint(1, 3))
+        ]
+    elif draw() < 0.05:
+        job["restarts"] = None
+    if draw() < 0.4:
+        job["inputs"].update(rng.sample(_LOOSE_INPUTS, rng.randint(1, 3)))
+    if draw() < 0.15:
+        # Past 64 bits, where a decoder that only knows machine integers loses digits.
+        job["inputs"]["seed"] = 2**64 + rng.getrandbits(40)
+        job["inputs"]["slow_factor"]["data"] = -(2**70) - rng.getrandbits(8)
+    if job["outputs"] and draw() < 0.2:
+        job["outputs"][0].update(schema=None, run_id=job["run_id"], is_optional=None)
+    if draw() < 0.02:
+        job["created_at"] = None
+    return job
+
+
+def _encode(job: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(job)
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits: the standard library writes every digit.
+        return json.dumps(job, separators=(",", ":")).encode()
+
+
 #: The statuses a listing can filter on, by the one-byte code a listing keeps per job.
 _CODES: Final = ("finished", "error", "processing", "queued", "cancelled")
 #: Random bytes to status codes, weighted as `STATUSES` (a byte is reduced modulo its length).
@@ -337,9 +429,11 @@ class _Listing:
         number: int = 0,
         kept: _Kept | None = None,
         stamp: Callable[[datetime], str] = _naive,
+        variety: bool = False,
     ) -> None:
         self.owner = owner
         self.stamp = stamp
+        self.variety = variety
         self.number = number
         self._kept = kept if kept is not None else _Kept(0)
         self.name = name
@@ -388,19 +482,71 @@ class _Listing:
         ids = _uuid4s(raw)
         if serial != index:
             ids[0] = ids[0][:-12] + f"{index:012x}"
-        return _job_body(
+        vary = random.Random(self._digest(index, 16, b"variety")) if self.variety else None
+        stamp = self.stamp if vary is None else _any_stamp(vary)
+        created = _moment(created_us)
+        job = _job_body(
             ids=(ids[0], ids[1], ids[2], ids[3]),
             owner=self.owner,
             function=self.name,
             function_id=self.function_id,
             status=status,
-            created=_moment(created_us),
+            created=created,
             start_delay_ms=20 + int.from_bytes(small[0:2]) % 881,
             run_seconds=2 + int.from_bytes(small[2:4]) % 599,
             slow_factor=1 + small[4] % 4,
             caption=small[5] < 51,
-            stamp=self.stamp,
+            stamp=stamp,
         )
+        return job if vary is None else _vary(job, vary, stamp, created)
+
+    def function_app(self) -> dict[str, Any]:
+        """The function as ``GET /v2/functions`` lists it."""
+        app: dict[str, Any] = {
+            "name": self.name,
+            "owner_name": self.owner,
+            "visibility": "private",
+            "title": self.name.title(),
+            "description": f"The {self.name} function",
+            "tags": ["video"],
+            "function_type": "function",
+        }
+        if self.variety and self.number % 2:
+            app.update(visibility=None, title=None, description=None, tags=None)
+            app.update(function_type=None, latest_version=None, restart_on_error=None)
+        elif self.variety:
+            app.update(function_type="workflow", examples=[], readme="# Readme")
+            app.update(code_url=None, cover_image_url=None, webhooks=None, restart_on_error=True)
+        return app
+
+    def version(self) -> dict[str, Any]:
+        """The function's one version, as its versions listing has it."""
+        stamp = _any_stamp(random.Random(self._key)) if self.variety else self.stamp
+        version: dict[str, Any] = {
+            "id": self.version_id,
+            "build_status": "ready",
+            "queued_at": stamp(datetime(2025, 5, 1, 10, 0)),
+            "built_at": stamp(datetime(2025, 5, 1, 10, 4)),
+            "ready_at": stamp(datetime(2025, 5, 1, 10, 5)),
+            "compute_type": "a100",
+            "python_packages": ["torch"],
+            "system_packages": ["ffmpeg"],
+            "gpu": True,
+            "split": 1,
+            "inputs": [{"type": "sieve.Video", "name": "video"}],
+            "outputs": [{"type": "sieve.Video"}],
+            "environment_variables": [],
+            "function_dependencies": [],
+        }
+        if self.variety:
+            workers = {"starting": 0, "setup": None, "active": 2, "idle": 1}
+            version.update(cuda_version=None, maximum_replicas=None, stream_output=None)
+            version.update(current_workers={**workers, "awaiting_resources": None})
+            version.update(
+                built_at=None,
+                environment_variables=[{"name": "HF_TOKEN", "description": None, "default": None}],
+            )
+        return version
 
     def job(self, index: int) -> dict[str, Any]:
         """Job ``index`` of the listing as it was made (before any insertion)."""
@@ -412,7 +558,7 @@ class _Listing:
         key = (self.number, index)
         found = self._kept.get(key)
         if found is None:
-            found = orjson.dumps(self.job(index))
+            found = _encode(self.job(index))
             self._kept.offer(key, found)
         return found
 
@@ -449,7 +595,7 @@ class _Listing:
             newest += (1 + small[0] % 60) * 1_000_000
             code = _TO_CODE[small[1]]
             job = self._made(serial, serial, newest, _CODES[code])
-            self.head.insert(0, _Inserted(newest, code, job, orjson.dumps(job)))
+            self.head.insert(0, _Inserted(newest, code, job, _encode(job)))
         self._views.clear()
 
     def remove(self, entry: _Inserted | int) -> dict[str, Any]:
@@ -714,6 +860,13 @@ class FakeSieve:
         timestamps: ``"naive"`` writes UTC times without an offset, as the live API and the
             document's examples do; ``"offset"`` adds ``+00:00``, as the document's
             ``date-time`` format (RFC 3339) asks.
+        variety: serve the full range the OpenAPI document allows, drawn from the seed (the
+            same seed serves the same bytes): times with ``Z``, ``+00:00``, other offsets,
+            lowercase ``t``/``z`` or none; null ``function``, ``error``, ``run_id``,
+            ``created_at``, ``children`` and ``restarts``; ``children``; restarts; inputs of any
+            JSON type beside ``InputOutput`` objects; integers beyond 64 bits; functions and
+            versions with their optional fields null or filled. Off by default, so that a
+            history is what the live API usually sends.
         pool_size: make at most this many distinct jobs per function; a longer history repeats
             their contents, each copy with an id of its own and a creation time in order. Not
             needed for memory: jobs are made when served, so a listing of millions costs about
@@ -738,6 +891,7 @@ class FakeSieve:
         redirect_to: str | None = None,
         pool_size: int | None = None,
         timestamps: Literal["naive", "offset"] = "naive",
+        variety: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -748,6 +902,7 @@ class FakeSieve:
         if timestamps not in _STAMPS:
             raise ValueError("timestamps must be 'naive' or 'offset'")
         self._stamp = _STAMPS[timestamps]
+        self.variety = variety
         if pool_size is not None and pool_size < 1:
             raise ValueError("pool_size must be a positive number of jobs or None")
         self.shape = shape
@@ -783,6 +938,7 @@ class FakeSieve:
                 number=number,
                 kept=kept,
                 stamp=self._stamp,
+                variety=variety,
             )
         self._runner: web.AppRunner | None = None
 
@@ -1081,20 +1237,7 @@ class FakeSieve:
 
     async def _functions(self, request: _Asked) -> web.StreamResponse:
         async def handle(window: tuple[int, int]) -> web.StreamResponse:
-            items = [
-                orjson.dumps(
-                    {
-                        "name": listing.name,
-                        "owner_name": listing.owner,
-                        "visibility": "private",
-                        "title": listing.name.title(),
-                        "description": f"The {listing.name} function",
-                        "tags": ["video"],
-                        "function_type": "function",
-                    }
-                )
-                for listing in self._listings.values()
-            ]
+            items = [orjson.dumps(listing.function_app()) for listing in self._listings.values()]
             return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)
@@ -1104,23 +1247,7 @@ class FakeSieve:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
-            version = {
-                "id": listing.version_id,
-                "build_status": "ready",
-                "queued_at": self._stamp(datetime(2025, 5, 1, 10, 0)),
-                "built_at": self._stamp(datetime(2025, 5, 1, 10, 4)),
-                "ready_at": self._stamp(datetime(2025, 5, 1, 10, 5)),
-                "compute_type": "a100",
-                "python_packages": ["torch"],
-                "system_packages": ["ffmpeg"],
-                "gpu": True,
-                "split": 1,
-                "inputs": [{"type": "sieve.Video", "name": "video"}],
-                "outputs": [{"type": "sieve.Video"}],
-                "environment_variables": [],
-                "function_dependencies": [],
-            }
-            items = [orjson.dumps(version)]
+            items = [orjson.dumps(listing.version())]
             return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)

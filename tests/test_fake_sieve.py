@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -180,6 +182,8 @@ def test_fake_server_help_shows_every_default(capsys: pytest.CaptureFixture[str]
         ("--latency S", "0.0"),
         ("--seed SEED", "0"),
         ("--api-key API_KEY", "sk-fake- sieve-0123456789abcdef"),
+        ("--variety", "off"),
+        ("--timestamps {naive,offset}", "naive"),
     ]:
         described = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
         assert f"(default: {default}" in described, option
@@ -329,3 +333,194 @@ async def test_queries_are_as_strict_as_the_document_and_errors_read_as_its_exam
             200,
             {"data": fake.jobs("sieve/a")[:2], "next_offset": 2},
         )
+
+
+# -- what FakeSieve serves, against the document's schemas --------------------------------------
+
+#: The response schema of each listing in the document, by a path FakeSieve serves.
+SERVED_PATHS = {
+    "/v2/functions": ("/v2/functions", "ListFunctions"),
+    "/v2/functions/{owner_name}/{function_name}/versions": (
+        "/v2/functions/sieve/a/versions",
+        "Versions",
+    ),
+    "/v2/functions/{owner_name}/{function_name}/jobs": ("/v2/functions/sieve/a/jobs", "Jobs"),
+    "/v2/functions/{owner_name}/{function_name}/versions/{version_slug}/jobs": (
+        "/v2/functions/sieve/b/versions/latest/jobs",
+        "Jobs",
+    ),
+    "/v2/jobs": ("/v2/jobs", "Jobs"),
+}
+#: The live API's times (and the document's examples): RFC 3339 without the offset.
+NAIVE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?")
+
+
+def _validators(*, naive_times: bool) -> dict[str, Any]:
+    import jsonschema
+    from rfc3339_validator import validate_rfc3339
+
+    document = json.loads(DOCUMENT.read_text())
+    formats = jsonschema.FormatChecker([])
+
+    @formats.checks("date-time")
+    def _date_time(value: object) -> bool:
+        # RFC 3339 (section 5.6) allows a lowercase "t" and "z"; rfc3339-validator does not.
+        text = str(value)
+        return validate_rfc3339(text.upper()) or (
+            naive_times and NAIVE_TIME.fullmatch(text) is not None
+        )
+
+    validators = {}
+    for path, (_, _name) in SERVED_PATHS.items():
+        operation = document["paths"][path]["get"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        root = {**schema, "components": document["components"]}
+        validators[path] = jsonschema.Draft202012Validator(root, format_checker=formats)
+    return validators
+
+
+async def _served(fake: FakeSieve) -> dict[str, bytes]:
+    import aiohttp
+
+    bodies = {}
+    async with aiohttp.ClientSession(fake.url, headers={"X-API-Key": fake.api_key}) as session:
+        for path, (served, _) in SERVED_PATHS.items():
+            async with session.get(served, params={"limit": "1000"}) as response:
+                assert response.status == 200
+                bodies[path] = await response.read()
+    return bodies
+
+
+@pytest.mark.parametrize(
+    ("options", "naive_times"),
+    [({}, True), ({"timestamps": "offset"}, False), ({"variety": True}, True)],
+    ids=["default", "offset", "variety"],
+)
+async def test_served_json_matches_the_document(options: dict[str, Any], naive_times: bool) -> None:
+    """Every listing's body validates against the document's schema, ``date-time`` formats
+    included (RFC 3339; times without an offset only where FakeSieve writes them so)."""
+    functions = {"sieve/a": 300, "sieve/b": 200}
+    async with FakeSieve(functions=functions, seed=5, **options) as fake:
+        bodies = await _served(fake)
+    validators = _validators(naive_times=naive_times)
+    for path, body in bodies.items():
+        errors = [e.message for e in validators[path].iter_errors(json.loads(body))]
+        assert errors == [], path
+    if not naive_times:
+        strict = _validators(naive_times=False)
+        naive = json.loads(bodies["/v2/jobs"].replace(b"+00:00", b""))
+        assert not strict["/v2/jobs"].is_valid(naive)
+
+
+async def test_variety_serves_the_full_range_reproducibly() -> None:
+    """``variety=True`` serves every kind of value the document allows (seeded: the same seed
+    serves the same bytes, another seed others); without it, none of them."""
+    functions = {"sieve/a": 300, "sieve/b": 200}
+    served = {}
+    for seed, variety in ((5, True), (5, True), (6, True), (5, False)):
+        async with FakeSieve(functions=functions, seed=seed, variety=variety) as fake:
+            served[seed, variety, len(served)] = await _served(fake)
+    first, again, other, plain = served.values()
+    assert first == again
+    assert first["/v2/jobs"] != other["/v2/jobs"]
+
+    def kinds(bodies: dict[str, bytes]) -> set[str]:
+        jobs = json.loads(bodies["/v2/jobs"])["data"]
+        found = set()
+        for job in jobs:
+            for field in ("created_at", "started_at", "completed_at"):
+                found.add(_time_kind(job[field]))
+            for field in ("function", "error", "run_id", "children", "restarts", "created_at"):
+                if field in job and job[field] is None:
+                    found.add(f"null {field}")
+            if job.get("children"):
+                found.add("children")
+            if job.get("restarts"):
+                found.add("restarts")
+            found.update(
+                f"input {type(value).__name__}"
+                for value in job["inputs"].values()
+                if not isinstance(value, dict) or "type" not in value
+            )
+            if re.search(rb"[0-9]{20}", json.dumps(job).encode()):
+                found.add("beyond 64 bits")
+        for app in json.loads(bodies["/v2/functions"]):
+            found.update(f"null app {k}" for k, v in app.items() if v is None)
+        return found
+
+    assert kinds(first) >= {
+        "naive",
+        "Z",
+        "+00:00",
+        "other offset",
+        "lowercase",
+        "milliseconds",
+        "null function",
+        "null error",
+        "null run_id",
+        "null children",
+        "null restarts",
+        "null created_at",
+        "children",
+        "restarts",
+        "input int",
+        "input float",
+        "input bool",
+        "input str",
+        "input NoneType",
+        "input list",
+        "beyond 64 bits",
+        "null app title",
+    }
+    assert kinds(plain) == {"naive", "none"}
+    big = json.loads(first["/v2/jobs"])["data"]
+    assert any(
+        isinstance(value, int) and value >= 2**64
+        for job in big
+        for value in job["inputs"].values()
+    )
+
+
+def _time_kind(value: str | None) -> str:
+    if value is None:
+        return "none"
+    if value.endswith("z"):
+        return "lowercase"
+    if re.fullmatch(r".*\.\d{3}Z", value):
+        return "milliseconds"
+    if value.endswith("Z"):
+        return "Z"
+    if value.endswith("+00:00"):
+        return "+00:00"
+    if re.search(r"[+-]\d\d:\d\d$", value):
+        return "other offset"
+    return "naive"
+
+
+def test_fake_server_command_serves_variety_and_offsets() -> None:
+    """``sieve-async fake-server --variety --timestamps offset`` serves what FakeSieve does with
+    those options (the same seed, the same bytes)."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    command = str(Path(sys.executable).parent / "sieve-async")
+    args = ["--port", "0", "--functions", "1", "--jobs", "40", "--seed", "3"]
+    args += ["--variety", "--timestamps", "offset"]
+    with subprocess.Popen(
+        [command, "fake-server", *args], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        request = urllib.request.Request(
+            f"{url}/v2/functions/sieve/retalker/jobs", headers={"X-API-Key": DEFAULT_API_KEY}
+        )
+        with urllib.request.urlopen(request) as response:
+            served = response.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    fake = FakeSieve(functions={"sieve/retalker": 40}, seed=3, variety=True, timestamps="offset")
+    jobs = json.loads(served)["data"]
+    assert jobs == fake.jobs("sieve/retalker")
+    assert {_time_kind(job["created_at"]) for job in jobs} > {"+00:00", "Z", "other offset"}
