@@ -354,7 +354,9 @@ def _vary(
 
 def _encode(job: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(job)
+        # orjson's bytes keep the whole buffer it wrote into (about 8 KiB for an 800-byte
+        # job): copied, a kept job costs its length.
+        return bytes(memoryview(orjson.dumps(job)))
     except orjson.JSONEncodeError:
         # Integers beyond 64 bits: the standard library writes every digit.
         return json.dumps(job, separators=(",", ":")).encode()
