@@ -247,7 +247,8 @@ async def test_a_failed_fan_out_raises_its_error_without_the_stream_in_the_trace
     import traceback
 
     async with serve() as (_, sieve):
-        with pytest.raises(SieveNotFoundError, match="acme/whisper not found") as caught:
+        missing = r"acme/whisper/jobs\?offset=0: Function not found\."
+        with pytest.raises(SieveNotFoundError, match=missing) as caught:
             async for _ in sieve.list_jobs_for_functions(["sieve/retalker", "acme/whisper"]):
                 pass
     error: BaseException | None = caught.value
