@@ -63,7 +63,7 @@ from ._exporter import (
 from ._models import FunctionRef
 from ._policy import check_base_url
 from ._validate import STATUSES
-from .testing import FakeSieve, Faults
+from .testing import DEFAULT_API_KEY, FakeSieve, Faults
 
 __all__ = ["main", "run"]
 
@@ -264,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write (default: sieve-demo-jobs.jsonl)",
     )
+    demo.add_argument(
+        "--variety",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help=(
+            "serve the full range of values the API's OpenAPI document allows: offsets on "
+            "times, nulls, restarts, inputs of any JSON type, big integers (default: off)"
+        ),
+    )
 
     fake = commands.add_parser(
         "fake-server",
@@ -274,13 +283,31 @@ def build_parser() -> argparse.ArgumentParser:
             "is 'listening on URL'."
         ),
     )
-    fake.add_argument("--host", default="127.0.0.1", help="address to listen on")
     fake.add_argument(
-        "--port", type=_non_negative_int, default=8080, help="port (0 for any free one)"
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    fake.add_argument("--functions", type=_positive_int, default=3, metavar="N")
     fake.add_argument(
-        "--jobs", type=_non_negative_int, default=1000, metavar="N", help="jobs per function"
+        "--port",
+        type=_non_negative_int,
+        default=8080,
+        help="port, 0 for any free one (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--functions",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="how many functions to serve (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--jobs",
+        type=_non_negative_int,
+        default=1000,
+        metavar="N",
+        help=(
+            "jobs per function, made as they are served: millions are fine "
+            "(default: %(default)s)"
+        ),
     )
     fake.add_argument(
         "--shape",
@@ -288,24 +315,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="force one response shape (default: the shapes the API uses today)",
     )
     fake.add_argument(
-        "--page-cap", type=_positive_int, metavar="N", help="at most N items per page"
+        "--page-cap",
+        type=_positive_int,
+        metavar="N",
+        help="at most N items per page (default: no cap, a page holds what limit asks)",
     )
     fake.add_argument(
         "--fault-rate",
         type=_fraction,
         default=0.0,
         metavar="R",
-        help="share of listing requests that fail (429, 5xx, dropped, truncated...)",
+        help=(
+            "share of listing requests that fail (429, 5xx, dropped, truncated...) "
+            "(default: %(default)s)"
+        ),
     )
     fake.add_argument(
         "--latency",
         type=_non_negative_float,
         default=0.0,
         metavar="S",
-        help="seconds per request",
+        help="seconds per request (default: %(default)s)",
     )
-    fake.add_argument("--seed", type=int, default=0, help="seeds job histories and faults")
-    fake.add_argument("--api-key", help="the key to require (default: a fixed fake key)")
+    fake.add_argument(
+        "--seed", type=int, default=0, help="seeds job histories and faults (default: %(default)s)"
+    )
+    fake.add_argument("--api-key", help=f"the key to require (default: {DEFAULT_API_KEY})")
+    fake.add_argument(
+        "--variety",
+        action="store_true",
+        help=(
+            "serve the full range of values the API's OpenAPI document allows: offsets on "
+            "times, nulls, restarts, inputs of any JSON type, big integers (default: off, "
+            "jobs as the live API usually sends them)"
+        ),
+    )
+    fake.add_argument(
+        "--timestamps",
+        choices=("naive", "offset"),
+        default="naive",
+        help=(
+            "write times without an offset as the live API does, or with +00:00 as the "
+            "document's date-time format asks (default: %(default)s)"
+        ),
+    )
     return parser
 
 
@@ -730,6 +783,7 @@ async def _demo_command(args: argparse.Namespace) -> int:
         latency=0.01,
         faults=Faults(rate=0.03, seed=1),
         seed=1,
+        variety=args.variety,
     )
     async with fake:
         _error(
@@ -764,6 +818,8 @@ async def _fake_server_command(args: argparse.Namespace) -> int:
         latency=args.latency,
         seed=args.seed,
         faults=Faults(rate=args.fault_rate, seed=args.seed),
+        timestamps=args.timestamps,
+        variety=args.variety,
         host=args.host,
         port=args.port,
         **({} if args.api_key is None else {"api_key": args.api_key}),

@@ -18,11 +18,17 @@ that moves while it is read (`Mutations`), and a log of every request it served 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import heapq
+import itertools
+import json
 import random
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, overload
 from urllib.parse import unquote
@@ -68,6 +74,8 @@ TRANSIENT_FAULTS: Final = (
 #: retry cures (a 403, a body of the wrong shape, a ``next_offset`` that does not advance).
 FAULT_KINDS: Final = (*TRANSIENT_FAULTS, "403", "wrong_shape", "stuck")
 _EPOCH: Final = datetime(2025, 6, 1, tzinfo=UTC)
+#: How many bytes of encoded jobs a server keeps to serve again (see `_Kept`).
+_KEPT_BYTES: Final = 24 << 20
 
 
 @attrs.frozen
@@ -139,27 +147,68 @@ def _job_id(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def make_job(
-    rng: random.Random, owner: str, function: str, created: datetime, function_id: str
+def _uuid4s(raw: bytes) -> list[str]:
+    """Version-4 UUIDs from each 16 bytes of ``raw``, as `uuid.UUID(bytes=..., version=4)`
+    writes them (formatted here: this runs for every job served)."""
+    digits = raw.hex()
+    return [
+        f"{digits[at : at + 8]}-{digits[at + 8 : at + 12]}-4{digits[at + 13 : at + 16]}-"
+        f"{'89ab'[int(digits[at + 16], 16) & 3]}{digits[at + 17 : at + 20]}-"
+        f"{digits[at + 20 : at + 32]}"
+        for at in range(0, len(digits), 32)
+    ]
+
+
+def _naive(moment: datetime) -> str:
+    # The live API's form (and the document's examples): UTC, no offset, microseconds.
+    if moment.tzinfo is not None:
+        moment = moment.replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _with_offset(moment: datetime) -> str:
+    # The form the document's ``date-time`` format asks for (RFC 3339: an offset is required).
+    return _naive(moment) + "+00:00"
+
+
+#: How timestamps are written, by `FakeSieve`'s ``timestamps`` option.
+_STAMPS: Final[dict[str, Callable[[datetime], str]]] = {"naive": _naive, "offset": _with_offset}
+
+
+_BUCKET: Final = "sieve-au-fn-iter-out-us-central1-persistent-bucket.storage.googleapis.com"
+
+
+def _job_body(
+    *,
+    ids: tuple[str, str, str, str],
+    owner: str,
+    function: str,
+    function_id: str,
+    status: str,
+    created: datetime,
+    start_delay_ms: int,
+    run_seconds: int,
+    slow_factor: int,
+    caption: bool,
+    stamp: Callable[[datetime], str] = _naive,
 ) -> dict[str, Any]:
-    """A realistic job object, shaped like the seed page's example (about 800 bytes)."""
-    job_id = _job_id(rng)
-    status = rng.choice(STATUSES)
-    started = created + timedelta(milliseconds=rng.randint(20, 900))
-    completed = started + timedelta(seconds=rng.randint(2, 600))
+    """A job shaped like the seed page's example (about 800 bytes); ``ids`` are the job's id,
+    its run id's second half, and the input and output file names."""
+    job_id, run_half, input_name, output_name = ids
+    started = created + timedelta(milliseconds=start_delay_ms)
+    completed = started + timedelta(seconds=run_seconds)
     done = status in ("finished", "error", "cancelled")
-    bucket = "sieve-au-fn-iter-out-us-central1-persistent-bucket.storage.googleapis.com"
     outputs: list[Any] = []
     if status == "finished":
         outputs = [
             {
                 "type": "sieve.Video",
                 "name": None,
-                "data": {"url": f"https://{bucket}/{job_id}/{_job_id(rng)}.mp4", "_path": None},
+                "data": {"url": f"https://{_BUCKET}/{job_id}/{output_name}.mp4", "_path": None},
                 "description": None,
             }
         ]
-        if rng.random() < 0.2:
+        if caption:
             outputs.append(
                 [{"type": "str", "name": "caption", "data": "a caption", "description": None}]
             )
@@ -169,54 +218,456 @@ def make_job(
         "organization_id": "0a8c2e51-3f0b-4c8e-9b5d-7e2f4d1a6c90",
         "function": {"name": function, "owner_name": owner},
         "status": status,
-        "created_at": created.replace(tzinfo=None).isoformat(timespec="microseconds"),
-        "started_at": None
-        if status == "queued"
-        else started.replace(tzinfo=None).isoformat(timespec="microseconds"),
-        "completed_at": completed.replace(tzinfo=None).isoformat(timespec="microseconds")
-        if done
-        else None,
+        "created_at": stamp(created),
+        "started_at": None if status == "queued" else stamp(started),
+        "completed_at": stamp(completed) if done else None,
         "inputs": {
             "video": {
                 "type": "sieve.Video",
                 "name": "video",
-                "data": {"url": f"https://storage.googleapis.com/uploads/{_job_id(rng)}.mp4"},
+                "data": {"url": f"https://storage.googleapis.com/uploads/{input_name}.mp4"},
                 "description": None,
             },
             "slow_factor": {
                 "type": "int",
                 "name": "slow_factor",
-                "data": rng.randint(1, 4),
+                "data": slow_factor,
                 "description": None,
             },
         },
         "outputs": outputs,
         "error": "Traceback: worker ran out of memory" if status == "error" else "",
         "visibility": "private",
-        "run_id": f"{job_id}-{_job_id(rng)}",
+        "run_id": f"{job_id}-{run_half}",
         "restarts": [],
     }
 
 
-class _Repeated(Sequence[bytes]):
-    """``count`` encoded jobs cycling through ``pool``; job ``i``'s id ends in ``i`` in hex.
+def make_job(
+    rng: random.Random, owner: str, function: str, created: datetime, function_id: str
+) -> dict[str, Any]:
+    """A realistic job object, shaped like the seed page's example (about 800 bytes)."""
+    job_id = _job_id(rng)
+    status = rng.choice(STATUSES)
+    start_delay_ms = rng.randint(20, 900)
+    run_seconds = rng.randint(2, 600)
+    output_name = _job_id(rng) if status == "finished" else ""
+    caption = status == "finished" and rng.random() < 0.2
+    input_name = _job_id(rng)
+    slow_factor = rng.randint(1, 4)
+    return _job_body(
+        ids=(job_id, _job_id(rng), input_name, output_name),
+        owner=owner,
+        function=function,
+        function_id=function_id,
+        status=status,
+        created=created,
+        start_delay_ms=start_delay_ms,
+        run_seconds=run_seconds,
+        slow_factor=slow_factor,
+        caption=caption,
+    )
 
-    The pool's ids are version-4 UUIDs, so replacing their last 12 hex digits keeps every id
-    unique and UUID-shaped, and every occurrence is replaced (``run_id`` and URLs embed it).
+
+# -- variety: the full range the OpenAPI document allows ---------------------------------------
+
+#: Offsets (minutes east of UTC) a varied timestamp may carry besides ``Z`` and ``+00:00``.
+_OFFSETS: Final = (330, -420, 840, -720, 1, -30)
+#: Inputs that are not ``InputOutput`` objects: the document types ``inputs`` as any object.
+_LOOSE_INPUTS: Final[tuple[tuple[str, Any], ...]] = (
+    ("count", 3),
+    ("threshold", 0.5),
+    ("enabled", True),
+    ("note", "hello"),
+    ("nothing", None),
+    ("frames", [1, 2, 3]),
+    ("options", {"lang": "en", "beam": 5}),
+    ("typed", {"type": None, "name": "typed", "data": None, "is_optional": True, "schema": {}}),
+)
+
+
+def _any_stamp(rng: random.Random) -> Callable[[datetime], str]:
+    """A way to write one job's times, drawn from what RFC 3339 and the live API allow: no
+    offset, ``Z``, ``+00:00``, another offset (the same moment, local), lowercase ``t`` and
+    ``z``, milliseconds only."""
+    style = rng.randrange(6)
+    minutes = rng.choice(_OFFSETS)
+
+    def stamp(moment: datetime) -> str:
+        if style == 0:
+            return _naive(moment)
+        if style == 1:
+            return _naive(moment) + "Z"
+        if style == 2:
+            return _with_offset(moment)
+        if style == 3:
+            sign = "+" if minutes >= 0 else "-"
+            local = _naive(moment + timedelta(minutes=minutes))
+            return f"{local}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        if style == 4:
+            return _naive(moment).replace("T", "t") + "z"
+        return moment.isoformat(timespec="milliseconds") + "Z"
+
+    return stamp
+
+
+def _vary(
+    job: dict[str, Any], rng: random.Random, stamp: Callable[[datetime], str], created: datetime
+) -> dict[str, Any]:
+    """``job`` with what else the document allows, drawn from ``rng``: nulls, ``children``,
+    restarts, inputs of any JSON type, integers beyond 64 bits."""
+    draw = rng.random
+    if draw() < 0.1:
+        job["function"] = None
+    if job["error"] == "" and draw() < 0.15:
+        job["error"] = None
+    if draw() < 0.05:
+        job["run_id"] = None
+    if draw() < 0.2:
+        job["children"] = {"segments": [rng.randint(0, 9), None, "part", {"id": job["id"]}]}
+    elif draw() < 0.05:
+        job["children"] = None
+    if draw() < 0.25:
+        job["restarts"] = [
+            {
+                "timestamp": stamp(created + timedelta(seconds=number + 1)),
+                "reason": rng.choice(("node preempted", "out of memory", "worker error")),
+                "type": rng.choice(("preemption", "OOM", "error")),
+                "run_id": rng.choice((job["run_id"], None)),
+            }
+            for number in range(rng.randint(1, 3))
+        ]
+    elif draw() < 0.05:
+        job["restarts"] = None
+    if draw() < 0.4:
+        job["inputs"].update(rng.sample(_LOOSE_INPUTS, rng.randint(1, 3)))
+    if draw() < 0.15:
+        # Past 64 bits, where a decoder that only knows machine integers loses digits.
+        job["inputs"]["seed"] = 2**64 + rng.getrandbits(40)
+        job["inputs"]["slow_factor"]["data"] = -(2**70) - rng.getrandbits(8)
+    if job["outputs"] and draw() < 0.2:
+        job["outputs"][0].update(schema=None, run_id=job["run_id"], is_optional=None)
+    if draw() < 0.02:
+        job["created_at"] = None
+    return job
+
+
+def _encode(job: dict[str, Any]) -> bytes:
+    try:
+        # orjson's bytes keep the whole buffer it wrote into (about 8 KiB for an 800-byte
+        # job): copied, a kept job costs its length.
+        return bytes(memoryview(orjson.dumps(job)))
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits: the standard library writes every digit.
+        return json.dumps(job, separators=(",", ":")).encode()
+
+
+#: The statuses a listing can filter on, by the one-byte code a listing keeps per job.
+_CODES: Final = ("finished", "error", "processing", "queued", "cancelled")
+#: Random bytes to status codes, weighted as `STATUSES` (a byte is reduced modulo its length).
+_TO_CODE: Final = bytes(_CODES.index(STATUSES[b % len(STATUSES)]) for b in range(256))
+#: The spacing of a listing's jobs: job ``i`` is created between ``i`` and ``i + 1`` gaps
+#: before the listing's newest moment, so that where a moment falls is one division away.
+_GAP_US: Final = 1_800_000_000
+_UNIX: Final = datetime(1970, 1, 1)
+_TOP_US: Final = (_EPOCH.replace(tzinfo=None) - _UNIX) // timedelta(microseconds=1)
+
+
+def _moment(us: int) -> datetime:
+    """A moment in microseconds since 1970, as a naive UTC datetime."""
+    return _UNIX + timedelta(microseconds=us)
+
+
+class _Kept:
+    """Encoded jobs kept to serve again, up to a byte budget shared by a server's listings.
+
+    Nothing is evicted: the first jobs read fill it, and rereading them (a benchmark's rounds,
+    a test's second pass) costs no generation; a reader of millions of jobs reads most of them
+    made anew, in bounded memory.
     """
 
-    def __init__(self, pool: Sequence[bytes], ids: Sequence[str], count: int) -> None:
-        self._pool = list(pool)
-        self._ids = [i.encode() for i in ids]
-        self._count = count
+    #: What a kept job costs beyond its bytes: its key, the dict slot, the bytes object.
+    OVERHEAD: Final = 160
+
+    def __init__(self, budget: int) -> None:
+        self.room = budget
+        self._jobs: dict[tuple[int, int], bytes] = {}
+
+    def get(self, key: tuple[int, int]) -> bytes | None:
+        return self._jobs.get(key)
+
+    def offer(self, key: tuple[int, int], encoded: bytes) -> None:
+        cost = len(encoded) + self.OVERHEAD
+        if cost <= self.room:
+            self._jobs[key] = encoded
+            self.room -= cost
+
+
+@attrs.frozen(eq=False)
+class _Inserted:
+    """A job put at the head of a listing after it was made (kept whole: they are few)."""
+
+    created_us: int
+    code: int
+    job: dict[str, Any]
+    encoded: bytes
+
+
+class _Listing:
+    """One function's jobs, newest first, each made when asked for from (seed, function, index).
+
+    The listing keeps one status byte per job (so that a status filter knows its jobs without
+    making them), the jobs inserted at its head since, and the indexes of the jobs removed.
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        name: str,
+        count: int,
+        seed: int,
+        *,
+        pool_size: int | None = None,
+        number: int = 0,
+        kept: _Kept | None = None,
+        stamp: Callable[[datetime], str] = _naive,
+        variety: bool = False,
+    ) -> None:
+        self.owner = owner
+        self.stamp = stamp
+        self.variety = variety
+        self.number = number
+        self._kept = kept if kept is not None else _Kept(0)
+        self.name = name
+        self.count = count
+        self._key = hashlib.blake2b(f"{seed}/{owner}/{name}".encode(), digest_size=32).digest()
+        rng = random.Random(self._key)
+        self.function_id, self.version_id = _uuid4s(rng.randbytes(32))
+        self._pool = max(1, count if pool_size is None else min(count, pool_size))
+        statuses = rng.randbytes(self._pool).translate(_TO_CODE)
+        statuses = (statuses * -(-count // self._pool))[:count]
+        self._statuses = statuses
+        self.head: list[_Inserted] = []
+        self.removed: list[int] = []
+        self._inserts = 0
+        self._matches: dict[int, array[int]] = {}
+        self._views: dict[int | None, _View] = {}
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _digest(self, index: int, size: int, person: bytes) -> bytes:
+        return hashlib.blake2b(
+            index.to_bytes(8, "little"), digest_size=size, key=self._key, person=person
+        ).digest()
+
+    def created_us(self, index: int) -> int:
+        """When job ``index`` was created, in microseconds since 1970 (strictly decreasing)."""
+        jitter = int.from_bytes(self._digest(index, 8, b"created")) % (_GAP_US // 1000)
+        return _TOP_US - index * _GAP_US - jitter * 1000
+
+    def count_created_ge(self, moment_us: int) -> int:
+        """How many of the made jobs (removed or not) were created at or after ``moment_us``."""
+        if moment_us > _TOP_US:
+            return 0
+        below = (_TOP_US - moment_us) // _GAP_US
+        if below >= self.count:
+            return self.count
+        return below + (self.created_us(below) >= moment_us)
+
+    def code(self, index: int) -> int:
+        return self._statuses[index]
+
+    def _made(self, index: int, serial: int, created_us: int, status: str) -> dict[str, Any]:
+        """The job made for ``serial`` (its index, or its pool slot), created at ``created_us``."""
+        raw = self._digest(serial, 64, b"job")
+        small = self._digest(serial, 8, b"details")
+        ids = _uuid4s(raw)
+        if serial != index:
+            ids[0] = ids[0][:-12] + f"{index:012x}"
+        vary = random.Random(self._digest(index, 16, b"variety")) if self.variety else None
+        stamp = self.stamp if vary is None else _any_stamp(vary)
+        created = _moment(created_us)
+        job = _job_body(
+            ids=(ids[0], ids[1], ids[2], ids[3]),
+            owner=self.owner,
+            function=self.name,
+            function_id=self.function_id,
+            status=status,
+            created=created,
+            start_delay_ms=20 + int.from_bytes(small[0:2]) % 881,
+            run_seconds=2 + int.from_bytes(small[2:4]) % 599,
+            slow_factor=1 + small[4] % 4,
+            caption=small[5] < 51,
+            stamp=stamp,
+        )
+        return job if vary is None else _vary(job, vary, stamp, created)
+
+    def function_app(self) -> dict[str, Any]:
+        """The function as ``GET /v2/functions`` lists it."""
+        app: dict[str, Any] = {
+            "name": self.name,
+            "owner_name": self.owner,
+            "visibility": "private",
+            "title": self.name.title(),
+            "description": f"The {self.name} function",
+            "tags": ["video"],
+            "function_type": "function",
+        }
+        if self.variety and self.number % 2:
+            app.update(visibility=None, title=None, description=None, tags=None)
+            app.update(function_type=None, latest_version=None, restart_on_error=None)
+        elif self.variety:
+            app.update(function_type="workflow", examples=[], readme="# Readme")
+            app.update(code_url=None, cover_image_url=None, webhooks=None, restart_on_error=True)
+        return app
+
+    def version(self) -> dict[str, Any]:
+        """The function's one version, as its versions listing has it."""
+        stamp = _any_stamp(random.Random(self._key)) if self.variety else self.stamp
+        version: dict[str, Any] = {
+            "id": self.version_id,
+            "build_status": "ready",
+            "queued_at": stamp(datetime(2025, 5, 1, 10, 0)),
+            "built_at": stamp(datetime(2025, 5, 1, 10, 4)),
+            "ready_at": stamp(datetime(2025, 5, 1, 10, 5)),
+            "compute_type": "a100",
+            "python_packages": ["torch"],
+            "system_packages": ["ffmpeg"],
+            "gpu": True,
+            "split": 1,
+            "inputs": [{"type": "sieve.Video", "name": "video"}],
+            "outputs": [{"type": "sieve.Video"}],
+            "environment_variables": [],
+            "function_dependencies": [],
+        }
+        if self.variety:
+            workers = {"starting": 0, "setup": None, "active": 2, "idle": 1}
+            version.update(cuda_version=None, maximum_replicas=None, stream_output=None)
+            version.update(current_workers={**workers, "awaiting_resources": None})
+            version.update(
+                built_at=None,
+                environment_variables=[{"name": "HF_TOKEN", "description": None, "default": None}],
+            )
+        return version
+
+    def job(self, index: int) -> dict[str, Any]:
+        """Job ``index`` of the listing as it was made (before any insertion)."""
+        return self._made(
+            index, index % self._pool, self.created_us(index), _CODES[self._statuses[index]]
+        )
+
+    def encoded(self, index: int) -> bytes:
+        key = (self.number, index)
+        found = self._kept.get(key)
+        if found is None:
+            found = _encode(self.job(index))
+            self._kept.offer(key, found)
+        return found
+
+    # -- views and changes -------------------------------------------------------------------
+
+    def matches(self, code: int) -> array[int]:
+        """The indexes of the made jobs in status ``code``, ascending (made once, when asked)."""
+        found = self._matches.get(code)
+        if found is None:
+            found = array("q")
+            needle = bytes([code])
+            at = self._statuses.find(needle)
+            while at >= 0:
+                found.append(at)
+                at = self._statuses.find(needle, at + 1)
+            self._matches[code] = found
+        return found
+
+    def view(self, status: str | None) -> _View:
+        """The listing as served with ``status`` (any string: one outside `_CODES` matches none)."""
+        code = None if not status else _CODES.index(status) if status in _CODES else -1
+        found = self._views.get(code)
+        if found is None:
+            found = self._views[code] = _View(self, code)
+        return found
+
+    def insert(self, count: int) -> None:
+        current = self.view(None)
+        newest = current.created_us(0) if len(current) else _TOP_US
+        for _ in range(count):
+            serial = self.count + self._inserts
+            self._inserts += 1
+            small = self._digest(serial, 8, b"inserted")
+            newest += (1 + small[0] % 60) * 1_000_000
+            code = _TO_CODE[small[1]]
+            job = self._made(serial, serial, newest, _CODES[code])
+            self.head.insert(0, _Inserted(newest, code, job, _encode(job)))
+        self._views.clear()
+
+    def remove(self, entry: _Inserted | int) -> dict[str, Any]:
+        """Take one job (an inserted one, or a made one by index) out of the listing."""
+        if isinstance(entry, _Inserted):
+            self.head.remove(entry)
+            job = entry.job
+        else:
+            insort(self.removed, entry)
+            job = self.job(entry)
+        self._views.clear()
+        return job
+
+
+class _View(Sequence[bytes]):
+    """A listing as served for one status filter: its encoded jobs, newest first."""
+
+    def __init__(self, listing: _Listing, code: int | None) -> None:
+        self.listing = listing
+        self.head = [e for e in listing.head if code is None or e.code == code]
+        self.base: Sequence[int]
+        if code is None:
+            self.base = range(listing.count)
+            self.gaps = list(listing.removed)
+        elif code < 0:
+            self.base, self.gaps = (), []
+        else:
+            self.base = listing.matches(code)
+            self.gaps = [
+                bisect_left(self.base, index)
+                for index in listing.removed
+                if listing.code(index) == code
+            ]
 
     def __len__(self) -> int:
-        return self._count
+        return len(self.head) + len(self.base) - len(self.gaps)
 
-    def _one(self, index: int) -> bytes:
-        slot = index % len(self._pool)
-        old = self._ids[slot]
-        return self._pool[slot].replace(old, old[:-12] + b"%012x" % index)
+    def entry(self, position: int) -> _Inserted | int:
+        """The inserted job at ``position``, or the index of the made job there."""
+        if position < len(self.head):
+            return self.head[position]
+        wanted = position - len(self.head)
+        # The least base position with ``wanted`` kept positions before it is a fixed point
+        # of this step, reached from below.
+        at = wanted
+        while (following := wanted + bisect_right(self.gaps, at)) != at:
+            at = following
+        return self.base[at]
+
+    def created_us(self, position: int) -> int:
+        entry = self.entry(position)
+        if isinstance(entry, _Inserted):
+            return entry.created_us
+        return self.listing.created_us(entry)
+
+    def count_created_ge(self, moment_us: int) -> int:
+        """How many of the served jobs were created at or after ``moment_us``."""
+        head = sum(1 for e in self.head if e.created_us >= moment_us)
+        made = self.listing.count_created_ge(moment_us)
+        if not isinstance(self.base, range):
+            made = bisect_left(self.base, made)
+        return head + made - bisect_left(self.gaps, made)
+
+    def job(self, position: int) -> dict[str, Any]:
+        entry = self.entry(position)
+        return entry.job if isinstance(entry, _Inserted) else self.listing.job(entry)
+
+    def _encoded(self, position: int) -> bytes:
+        entry = self.entry(position)
+        return entry.encoded if isinstance(entry, _Inserted) else self.listing.encoded(entry)
 
     @overload
     def __getitem__(self, index: int) -> bytes: ...
@@ -224,103 +675,84 @@ class _Repeated(Sequence[bytes]):
     def __getitem__(self, index: slice) -> list[bytes]: ...
     def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
         if isinstance(index, slice):
-            return [self._one(i) for i in range(*index.indices(self._count))]
+            return [self._encoded(i) for i in range(*index.indices(len(self)))]
         if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
+            index += len(self)
+        if not 0 <= index < len(self):
             raise IndexError(index)
-        return self._one(index)
+        return self._encoded(index)
 
 
-class _Decoded(Sequence[dict[str, Any]]):
-    """The jobs of a `_Repeated`, decoded when asked for."""
+class _Merged(Sequence[bytes]):
+    """Several views as ``GET /v2/jobs`` lists them: newest first, ties in function order.
 
-    def __init__(self, encoded: _Repeated) -> None:
-        self._encoded = encoded
-
-    def __len__(self) -> int:
-        return len(self._encoded)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [orjson.loads(item) for item in self._encoded[index]]
-        result: dict[str, Any] = orjson.loads(self._encoded[index])
-        return result
-
-
-class _Listing:
-    """One function's jobs, newest first, with their encodings cached.
-
-    With a ``pool_size`` below ``count``, only that many jobs are made and the listing repeats
-    them (`_Repeated`), so a listing of millions costs the memory of its pool.
+    A page at any offset is found without walking the ones before it: each job has a distinct
+    key (its creation moment, then its function's place), and how many jobs have a key at or
+    above a given one is a sum of one count per view, so the page's start is a binary search.
     """
 
-    def __init__(
-        self, owner: str, name: str, count: int, rng: random.Random, pool_size: int | None = None
-    ) -> None:
-        self.owner = owner
-        self.name = name
-        self.rng = rng
-        self.function_id = _job_id(rng)
-        self.version_id = _job_id(rng)
-        jobs: list[dict[str, Any]] = []
-        encoded: list[bytes] = []
-        self.jobs: Sequence[dict[str, Any]] = jobs
-        self.encoded: Sequence[bytes] = encoded
-        self._by_status: dict[str, tuple[Sequence[dict[str, Any]], Sequence[bytes]]] = {}
-        created = _EPOCH
-        for _ in range(count if pool_size is None else min(count, pool_size)):
-            created -= timedelta(seconds=rng.randint(1, 3600))
-            job = make_job(rng, owner, name, created, self.function_id)
-            jobs.append(job)
-            encoded.append(orjson.dumps(job))
-        if len(jobs) < count:
-            self.encoded = _Repeated(encoded, [job["id"] for job in jobs], count)
-            self.jobs = _Decoded(self.encoded)
+    def __init__(self, views: Sequence[_View]) -> None:
+        self.views = [view for view in views if len(view)]
+        self._length = sum(len(view) for view in self.views)
 
-    def _lists(self) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """The jobs as lists to change in place (a repeated listing is written out here)."""
-        jobs, encoded = self.jobs, self.encoded
-        if not isinstance(jobs, list) or not isinstance(encoded, list):
-            jobs, encoded = list(jobs), list(encoded)
-            self.jobs, self.encoded = jobs, encoded
-        return jobs, encoded
+    def __len__(self) -> int:
+        return self._length
 
-    def view(self, status: str | None) -> tuple[Sequence[dict[str, Any]], Sequence[bytes]]:
-        if status is None:
-            return self.jobs, self.encoded
-        if status not in self._by_status:
-            keep = [i for i, job in enumerate(self.jobs) if job["status"] == status]
-            self._by_status[status] = (
-                [self.jobs[i] for i in keep],
-                [self.encoded[i] for i in keep],
-            )
-        return self._by_status[status]
+    def _key(self, number: int, created_us: int) -> int:
+        width = len(self.views)
+        return created_us * width + (width - 1 - number)
 
-    def insert(self, count: int) -> None:
-        newest = (
-            datetime.fromisoformat(self.jobs[0]["created_at"]).replace(tzinfo=UTC)
-            if self.jobs
-            else _EPOCH
-        )
-        jobs, encoded = self._lists()
-        for _ in range(count):
-            newest += timedelta(seconds=self.rng.randint(1, 60))
-            job = make_job(self.rng, self.owner, self.name, newest, self.function_id)
-            jobs.insert(0, job)
-            encoded.insert(0, orjson.dumps(job))
-        self._by_status.clear()
+    def _counts_at_or_above(self, key: int) -> list[int]:
+        width = len(self.views)
+        return [
+            view.count_created_ge(-((width - 1 - number - key) // width))
+            for number, view in enumerate(self.views)
+        ]
 
-    def remove_at(self, index: int) -> dict[str, Any]:
-        jobs, encoded = self._lists()
-        job = jobs.pop(index)
-        encoded.pop(index)
-        self._by_status.clear()
-        return job
+    def _starts(self, rank: int) -> list[int]:
+        """Where each view stands after the first ``rank`` jobs of the merged listing."""
+        if rank >= self._length:
+            return [len(view) for view in self.views]
+        low = min(self._key(n, v.created_us(len(v) - 1)) for n, v in enumerate(self.views))
+        high = max(self._key(n, v.created_us(0)) for n, v in enumerate(self.views)) + 1
+        while low < high:
+            middle = (low + high) // 2
+            if sum(self._counts_at_or_above(middle)) <= rank:
+                high = middle
+            else:
+                low = middle + 1
+        return self._counts_at_or_above(low)
+
+    def positions(self, start: int, stop: int) -> list[tuple[_View, int]]:
+        """The view and position of each job from ``start`` to ``stop`` (not included)."""
+        stop = min(stop, self._length)
+        if start >= stop:
+            return []
+
+        def walk(number: int, first: int) -> Iterator[tuple[int, int, int]]:
+            view = self.views[number]
+            for position in range(first, len(view)):
+                yield -self._key(number, view.created_us(position)), number, position
+
+        merged = heapq.merge(*(walk(n, first) for n, first in enumerate(self._starts(start))))
+        return [(self.views[n], p) for _, n, p in itertools.islice(merged, stop - start)]
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._length)
+            if step != 1:
+                raise ValueError("a merged listing is read in steps of one")
+            return [view[position] for view, position in self.positions(start, stop)]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        view, position = self.positions(index, index + 1)[0]
+        return view[position]
 
 
 class _Asked(Protocol):
@@ -365,6 +797,7 @@ _ROUTES: Final = (
     ("/v2/functions/{owner}/{name}/versions", "_versions"),
     ("/v2/functions/{owner}/{name}/versions/{version}/jobs", "_jobs"),
 )
+_INTEGER: Final = re.compile(r"[+-]?[0-9]{1,4000}")
 _ROUTE_PATTERNS: Final = tuple(
     (re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), handler)
     for path, handler in _ROUTES
@@ -372,25 +805,24 @@ _ROUTE_PATTERNS: Final = tuple(
 
 
 def _query_number(
-    query: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None
+    query: Mapping[str, str], name: str, default: int, maximum: int | None
 ) -> int | web.Response:
-    """One integer query parameter, or the 422 a validating API answers for it."""
+    """One integer query parameter, or the 422 a validating API answers for it.
+
+    The document gives ``limit`` and ``offset`` no minimum, so any integer is accepted; an
+    empty value is not an integer (FastAPI answers ``?limit=`` with 422 too).
+    """
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        number = int(raw)
-    except ValueError:
+    if _INTEGER.fullmatch(raw) is None:
         return _invalid(
             name,
             raw,
             "Input should be a valid integer, unable to parse string as an integer",
             "int_parsing",
         )
-    if number < minimum:
-        return _invalid(
-            name, raw, f"Input should be greater than or equal to {minimum}", "greater_than_equal"
-        )
+    number = int(raw)
     if maximum is not None and number > maximum:
         return _invalid(
             name, raw, f"Input should be less than or equal to {maximum}", "less_than_equal"
@@ -427,9 +859,20 @@ class FakeSieve:
         faults: failures to inject (`Faults`).
         mutations: changes to apply while listings are read (`Mutations`).
         redirect_to: answer every listing request with a 307 to this origin instead.
+        timestamps: ``"naive"`` writes UTC times without an offset, as the live API and the
+            document's examples do; ``"offset"`` adds ``+00:00``, as the document's
+            ``date-time`` format (RFC 3339) asks.
+        variety: serve the full range the OpenAPI document allows, drawn from the seed (the
+            same seed serves the same bytes): times with ``Z``, ``+00:00``, other offsets,
+            lowercase ``t``/``z`` or none; null ``function``, ``error``, ``run_id``,
+            ``created_at``, ``children`` and ``restarts``; ``children``; restarts; inputs of any
+            JSON type beside ``InputOutput`` objects; integers beyond 64 bits; functions and
+            versions with their optional fields null or filled. Off by default, so that a
+            history is what the live API usually sends.
         pool_size: make at most this many distinct jobs per function; a longer history repeats
-            them, each copy with an id of its own (timestamps repeat with the pool), so a
-            listing of millions of jobs takes the memory of the pool.
+            their contents, each copy with an id of its own and a creation time in order. Not
+            needed for memory: jobs are made when served, so a listing of millions costs about
+            one byte per job whatever this is.
         host: the address to listen on (loopback).
         port: the port, or 0 for any free one.
     """
@@ -449,6 +892,8 @@ class FakeSieve:
         mutations: Mutations | None = None,
         redirect_to: str | None = None,
         pool_size: int | None = None,
+        timestamps: Literal["naive", "offset"] = "naive",
+        variety: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -456,6 +901,10 @@ class FakeSieve:
             functions = {"sieve/retalker": 1234, "sieve/whisper": 321, "acme/transcribe": 57}
         if shape not in (None, "envelope", "bare"):
             raise ValueError("shape must be None, 'envelope' or 'bare'")
+        if timestamps not in _STAMPS:
+            raise ValueError("timestamps must be 'naive' or 'offset'")
+        self._stamp = _STAMPS[timestamps]
+        self.variety = variety
         if pool_size is not None and pool_size < 1:
             raise ValueError("pool_size must be a positive number of jobs or None")
         self.shape = shape
@@ -474,16 +923,24 @@ class FakeSieve:
         self.max_in_flight = 0
         self.removed: list[str] = []
         self.inserted: list[str] = []
-        self._rng = random.Random(seed)
         self._fault_rng = random.Random(self.faults.seed)
         self._mutation_rng = random.Random(self.mutations.seed)
         self._listing_requests = 0
         self._pages_served = 0
         self._listings: dict[tuple[str, str], _Listing] = {}
-        for spec, count in functions.items():
+        kept = _Kept(_KEPT_BYTES)
+        for number, (spec, count) in enumerate(functions.items()):
             owner, _, name = spec.partition("/")
             self._listings[(owner, name)] = _Listing(
-                owner, name, count, self._rng, pool_size=pool_size
+                owner,
+                name,
+                count,
+                seed,
+                pool_size=pool_size,
+                number=number,
+                kept=kept,
+                stamp=self._stamp,
+                variety=variety,
             )
         self._runner: web.AppRunner | None = None
 
@@ -541,13 +998,16 @@ class FakeSieve:
     def jobs(self, function: str, status: str | None = None) -> list[dict[str, Any]]:
         """The current listing of ``owner/name`` (newest first), as the server would serve it."""
         owner, _, name = function.partition("/")
-        return list(self._listings[(owner, name)].view(status)[0])
+        view = self._listings[(owner, name)].view(status)
+        return [view.job(position) for position in range(len(view))]
 
     def all_jobs(self) -> list[dict[str, Any]]:
         """Every job of every function, as ``GET /v2/jobs`` lists them (newest first)."""
-        jobs = [job for listing in self._listings.values() for job in listing.jobs]
-        jobs.sort(key=lambda job: job["created_at"], reverse=True)
-        return jobs
+        merged = self._merged(None)
+        return [view.job(position) for view, position in merged.positions(0, len(merged))]
+
+    def _merged(self, status: str | None) -> _Merged:
+        return _Merged([listing.view(status) for listing in self._listings.values()])
 
     @property
     def functions(self) -> list[str]:
@@ -561,14 +1021,20 @@ class FakeSieve:
     def insert_jobs(self, function: str, count: int) -> None:
         """Put ``count`` new jobs at the head of a function's listing now."""
         owner, _, name = function.partition("/")
-        listing = self._listings[(owner, name)]
+        self._insert(self._listings[(owner, name)], count)
+
+    def _insert(self, listing: _Listing, count: int) -> None:
         listing.insert(count)
-        self.inserted.extend(job["id"] for job in listing.jobs[:count])
+        self.inserted.extend(entry.job["id"] for entry in listing.head[:count])
 
     def remove_job(self, function: str, index: int) -> str:
         """Take the job at ``index`` out of a function's listing now; return its id."""
         owner, _, name = function.partition("/")
-        job = self._listings[(owner, name)].remove_at(index)
+        listing = self._listings[(owner, name)]
+        view = listing.view(None)
+        if not -len(view) <= index < len(view):
+            raise IndexError(f"{function} has {len(view)} jobs; there is no job {index}")
+        job = listing.remove(view.entry(index % len(view)))
         self.removed.append(job["id"])
         return str(job["id"])
 
@@ -589,42 +1055,35 @@ class FakeSieve:
     def _authorised(self, request: _Asked) -> bool:
         return self.api_key is None or request.headers.get("X-API-Key") == self.api_key
 
-    def _window(self, request: _Asked) -> tuple[int, int, str | None] | web.Response:
+    def _window(self, request: _Asked) -> tuple[int, int] | web.Response:
+        """The offset and length of the page asked for, or the 422 for the query.
+
+        A ``limit`` of 0 or below asks for no jobs; an ``offset`` below 0 reads from the head.
+        """
         query = request.query
-        limit = _query_number(query, "limit", self.default_limit, 1, self.max_limit)
+        limit = _query_number(query, "limit", self.default_limit, self.max_limit)
         if isinstance(limit, web.Response):
             return limit
-        offset = _query_number(query, "offset", 0, 0, None)
+        offset = _query_number(query, "offset", 0, None)
         if isinstance(offset, web.Response):
             return offset
-        status = query.get("status") or None
-        if status is not None and status not in STATUSES:
-            return _invalid(
-                "status",
-                status,
-                "Input should be 'queued', 'processing', 'error', 'finished' or 'cancelled'",
-                "enum",
-            )
         cap = self.page_cap
         if isinstance(cap, Sequence):
             cap = cap[self._pages_served % len(cap)] if cap else None
         if cap is not None:
             limit = min(limit, cap)
-        return offset, limit, status
+        return max(offset, 0), max(limit, 0)
 
-    async def _serve(
+    def _serve(
         self,
-        request: _Asked,
+        window: tuple[int, int],
         items: Sequence[bytes],
         *,
         envelope: bool,
         listing: _Listing | None = None,
         status: str | None = None,
     ) -> web.StreamResponse:
-        window = self._window(request)
-        if isinstance(window, web.Response):
-            return window
-        offset, limit, _ = window
+        offset, limit = window
         page = items[offset : offset + limit]
         body = b"[" + b",".join(page) + b"]"
         if envelope:
@@ -641,20 +1100,18 @@ class FakeSieve:
         plan = self.mutations
         served = self._pages_served
         if plan.insert_every and served % plan.insert_every == 0:
-            listing.insert(plan.insert_count)
-            self.inserted.extend(job["id"] for job in listing.jobs[: plan.insert_count])
+            self._insert(listing, plan.insert_count)
         if plan.remove_every and served % plan.remove_every == 0:
-            view = listing.view(status)[0]
+            view = listing.view(status)
             if not view:
                 return
             if plan.remove == "head":
-                victim = view[0]
+                victim = 0
             elif plan.remove == "read":
-                victim = view[self._mutation_rng.randrange(max(1, min(read_up_to, len(view))))]
+                victim = self._mutation_rng.randrange(max(1, min(read_up_to, len(view))))
             else:
-                victim = view[self._mutation_rng.randrange(len(view))]
-            index = next(i for i, job in enumerate(listing.jobs) if job is victim)
-            self.removed.append(listing.remove_at(index)["id"])
+                victim = self._mutation_rng.randrange(len(view))
+            self.removed.append(listing.remove(view.entry(victim))["id"])
 
     def _shape_is_envelope(self, native: bool) -> bool:
         return native if self.shape is None else self.shape == "envelope"
@@ -664,7 +1121,7 @@ class FakeSieve:
         if self.latency:
             await asyncio.sleep(self.latency)
         if not self._authorised(request):
-            return _detail(401, "Invalid API key. Pass your key in the X-API-Key header.")
+            return _detail(401, "Unauthorized - valid API Key required.")
         if self.redirect_to is not None:
             raise web.HTTPTemporaryRedirect(self.redirect_to.rstrip("/") + request.path_qs)
         if not listing:
@@ -728,8 +1185,12 @@ class FakeSieve:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            # As FastAPI does: the key, then the query, then the handler (which may 404).
             early = await self._begin(request, listing=listing)
-            response: web.StreamResponse = early if early is not None else await handler()
+            window = self._window(request) if early is None else early
+            response: web.StreamResponse = (
+                window if isinstance(window, web.StreamResponse) else await handler(window)
+            )
             record.status = response.status
             return response
         except web.HTTPException as exc:
@@ -744,25 +1205,23 @@ class FakeSieve:
         name = request.match_info["name"]
         listing = self._listings.get((owner, name))
         if listing is None:
-            return _detail(404, f"Function {owner}/{name} not found")
+            return _detail(404, "Function not found.")
         return listing
 
     async def _jobs(self, request: _Asked) -> web.StreamResponse:
         """A function's jobs, or (with a ``version`` in the path) one version's."""
 
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
             version = request.match_info.get("version")
             if version not in (None, "latest") and not listing.version_id.startswith(version):
-                return _detail(
-                    404, f"Version {version} of {listing.owner}/{listing.name} not found"
-                )
+                return _detail(404, "Function version not found.")
             status = request.query.get("status") or None
-            items = listing.view(status if status in STATUSES else None)[1]
-            return await self._serve(
-                request,
+            items = listing.view(status)
+            return self._serve(
+                window,
                 items,
                 envelope=self._shape_is_envelope(True),
                 listing=listing,
@@ -772,59 +1231,26 @@ class FakeSieve:
         return await self._guarded(request, handle, listing=True)
 
     async def _all_jobs(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
-            status = request.query.get("status") or None
-            jobs = self.all_jobs()
-            if status in STATUSES:
-                jobs = [job for job in jobs if job["status"] == status]
-            items = [orjson.dumps(job) for job in jobs]
-            return await self._serve(request, items, envelope=self._shape_is_envelope(True))
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
+            items = self._merged(request.query.get("status") or None)
+            return self._serve(window, items, envelope=self._shape_is_envelope(True))
 
         return await self._guarded(request, handle, listing=True)
 
     async def _functions(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
-            items = [
-                orjson.dumps(
-                    {
-                        "name": listing.name,
-                        "owner_name": listing.owner,
-                        "visibility": "private",
-                        "title": listing.name.title(),
-                        "description": f"The {listing.name} function",
-                        "tags": ["video"],
-                        "function_type": "function",
-                    }
-                )
-                for listing in self._listings.values()
-            ]
-            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
+            items = [orjson.dumps(listing.function_app()) for listing in self._listings.values()]
+            return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)
 
     async def _versions(self, request: _Asked) -> web.StreamResponse:
-        async def handle() -> web.StreamResponse:
+        async def handle(window: tuple[int, int]) -> web.StreamResponse:
             listing = self._listing_of(request)
             if isinstance(listing, web.Response):
                 return listing
-            version = {
-                "id": listing.version_id,
-                "build_status": "ready",
-                "queued_at": "2025-05-01T10:00:00.000000",
-                "built_at": "2025-05-01T10:04:00.000000",
-                "ready_at": "2025-05-01T10:05:00.000000",
-                "compute_type": "a100",
-                "python_packages": ["torch"],
-                "system_packages": ["ffmpeg"],
-                "gpu": True,
-                "split": 1,
-                "inputs": [{"type": "sieve.Video", "name": "video"}],
-                "outputs": [{"type": "sieve.Video"}],
-                "environment_variables": [],
-                "function_dependencies": [],
-            }
-            items = [orjson.dumps(version)]
-            return await self._serve(request, items, envelope=self._shape_is_envelope(False))
+            items = [orjson.dumps(listing.version())]
+            return self._serve(window, items, envelope=self._shape_is_envelope(False))
 
         return await self._guarded(request, handle, listing=False)
 

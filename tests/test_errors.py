@@ -58,7 +58,7 @@ async def test_wrong_key_is_authentication_error(serve: Any) -> None:
         error = await first_error(sieve)
     assert type(error) is SieveAuthenticationError
     assert error.status == 401
-    assert "Invalid API key" in error.detail
+    assert error.detail == "Unauthorized - valid API Key required."
     assert error.request_url.startswith(fake.url + "/v2/functions/sieve/retalker/jobs")
     assert len(fake.requests) == 1, "a 401 is never retried"
 
@@ -247,7 +247,8 @@ async def test_a_failed_fan_out_raises_its_error_without_the_stream_in_the_trace
     import traceback
 
     async with serve() as (_, sieve):
-        with pytest.raises(SieveNotFoundError, match="acme/whisper not found") as caught:
+        missing = r"acme/whisper/jobs\?offset=0: Function not found\."
+        with pytest.raises(SieveNotFoundError, match=missing) as caught:
             async for _ in sieve.list_jobs_for_functions(["sieve/retalker", "acme/whisper"]):
                 pass
     error: BaseException | None = caught.value
