@@ -554,16 +554,17 @@ class Cursor:
         """Whether a bare array ends the listing, and whether to probe at our position next.
 
         A bare array has no end marker. It ends at an empty page asked for at our position, or
-        at the head (everything left); at a probe at our position that shows only items already
-        delivered (jobs landing at the head pushed them there: nothing follows them either); or
-        at a short page that cannot have been cut by the server's cap (`_short_page_end`).
+        at the head (everything left), or at a short page that cannot have been cut by the
+        server's cap (`_short_page_end`). A probe at our position that shows only items already
+        delivered says jobs landed at the head and pushed them there: what follows them is
+        still to come, so the cursor probes again past them.
         """
         count = len(keys)
         end_seen_at, self._end_seen_at = self._end_seen_at, None
         if not keys:
             ended, probe = not expect_anchor or window.offset == 0, False
         elif probing and anchor is not None and not accepted.keys:
-            ended, probe = True, False
+            ended, probe = False, True
         else:
             ended, probe = self._short_page_end(
                 window, keys, anchor, behind, end_seen_at, expect_anchor=expect_anchor

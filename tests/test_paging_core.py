@@ -1020,3 +1020,22 @@ def test_finding_an_item_of_a_later_page_again_is_getting_closer_too() -> None:
         drive(cursor, answer, asked)
     assert asked == [18, 17] * 28
     assert str(caught.value) == progress_error(56, 17, "next_offset 19")
+
+
+def test_probe_showing_a_delivered_job_pushed_by_an_insertion_reads_on() -> None:
+    """A bare array one job a page: a job lands at the head while the cursor probes at its
+    position, so the probe shows the job delivered last again. The cursor reads on from there
+    instead of taking it for the end: every job is delivered, once."""
+    listing = ["a", "b", "c"]
+    delivered: list[Any] = []
+    cursor = Cursor(page_size=10)
+    requests = 0
+    while (window := cursor.next_window()) is not None:
+        if requests == 2:
+            listing.insert(0, "z")
+        requests += 1
+        page = [{"id": key} for key in listing[window.offset : window.offset + 1]]
+        delivered += cursor.feed(window, RawPage(page, BARE)).keys
+        assert requests < 20
+    assert delivered[:3] == ["a", "b", "c"]
+    assert len(delivered) == len(set(delivered))
