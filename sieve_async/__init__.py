@@ -27,7 +27,21 @@ from ._exceptions import (
     SieveTimeoutError,
 )
 from ._fanout import FanOut
-from ._models import Function, FunctionRef, FunctionVersion, Job, JobIO, JobStatus, Page, Restart
+from ._models import (
+    Function,
+    FunctionRef,
+    FunctionType,
+    FunctionVersion,
+    Job,
+    JobIO,
+    JobStatus,
+    Page,
+    Restart,
+    RestartType,
+    Webhook,
+    WebhookType,
+    WorkerCounts,
+)
 from ._paginator import AsyncPaginator
 
 __version__ = "0.1.0"
@@ -38,12 +52,14 @@ __all__ = [
     "FanOut",
     "Function",
     "FunctionRef",
+    "FunctionType",
     "FunctionVersion",
     "Job",
     "JobIO",
     "JobStatus",
     "Page",
     "Restart",
+    "RestartType",
     "SieveAPIError",
     "SieveAuthenticationError",
     "SieveClient",
@@ -59,5 +75,8 @@ __all__ = [
     "SieveRateLimitError",
     "SieveServerError",
     "SieveTimeoutError",
+    "Webhook",
+    "WebhookType",
+    "WorkerCounts",
     "__version__",
 ]
