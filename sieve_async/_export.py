@@ -35,7 +35,7 @@ import orjson
 
 from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
-from ._exceptions import SieveError
+from ._exceptions import SieveDecodeError, SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
 
@@ -276,7 +276,12 @@ class ParquetWriter:
         for job in jobs:
             row = _flat_row(ref, job)
             for index in self._timestamp_columns:
-                row[index] = getattr(job, CSV_COLUMNS[index])
+                try:
+                    row[index] = getattr(job, CSV_COLUMNS[index])
+                except SieveDecodeError as exc:
+                    # One unreadable timestamp leaves its cell empty, not the page unwritten.
+                    logger.warning("%s: %s; the cell is left empty", ref, exc)
+                    row[index] = None
             self._rows.append(row)
         if len(self._rows) >= self._row_group_size:
             self._flush_rows()
@@ -624,11 +629,18 @@ def _since_window(
 
     A newest-first listing stops at its first job older than ``since``. Once any job is newer than
     the one before it, the order cannot be trusted, and every later page is filtered instead.
+    A job whose ``created_at`` cannot be read (year 0, say) is kept, with a warning: it is
+    neither compared nor allowed to cost the page its other jobs.
     """
     keep: list[Job] = []
     old = False
     for job in jobs:
-        created = job.created_at
+        try:
+            created = job.created_at
+        except SieveDecodeError as exc:
+            logger.warning("written without comparing it with since: %s", exc)
+            keep.append(job)
+            continue
         if created is None:
             keep.append(job)
             continue
