@@ -21,6 +21,7 @@ import csv
 import fcntl
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -115,17 +116,27 @@ class Writer(Protocol):
         """Flush and close (a stream the writer did not open stays open)."""
 
 
+def _json(value: Any, option: int | None = None) -> bytes:
+    """``value`` as JSON text, exactly as the server sent it."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError:
+        # What orjson cannot write, an integer beyond 64 bits or a lone surrogate (both read by
+        # the standard library's slow path of `decode_page`), the standard library writes; its
+        # ASCII escapes keep a lone surrogate valid JSON.
+        text = json.dumps(value, separators=(",", ":"))
+        return (text + "\n" if option == orjson.OPT_APPEND_NEWLINE else text).encode()
+
+
 def _scalar_or_json(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return _json(value).decode()
     return value
 
 
 def _text(values: Iterable[Any]) -> list[str | None]:
     # A scalar field the API sends as a number or a boolean still fits one string column.
-    return [
-        None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode() for v in values
-    ]
+    return [None if v is None else v if isinstance(v, str) else _json(v).decode() for v in values]
 
 
 def _flat_row(ref: FunctionRef, job: Job) -> list[Any]:
@@ -133,7 +144,7 @@ def _flat_row(ref: FunctionRef, job: Job) -> list[Any]:
     row: list[Any] = [str(ref)]
     row.extend(_scalar_or_json(raw.get(name)) for name in JOB_FIELDS)
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
-    row.append(orjson.dumps(extra).decode() if extra else None)
+    row.append(_json(extra).decode() if extra else None)
     return row
 
 
@@ -204,9 +215,7 @@ class JsonlWriter(_StreamWriter):
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         name = str(ref)
         option = orjson.OPT_APPEND_NEWLINE
-        self._emit(
-            b"".join(orjson.dumps({**job.raw, FUNCTION_KEY: name}, option=option) for job in jobs)
-        )
+        self._emit(b"".join(_json({**job.raw, FUNCTION_KEY: name}, option) for job in jobs))
 
 
 class CsvWriter(_StreamWriter):

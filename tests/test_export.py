@@ -582,3 +582,31 @@ def test_parquet_leaves_an_unreadable_timestamp_empty(
         ("b", None, None),
     ]
     assert any("'created_at' of Job 'a'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+async def test_export_keeps_integers_beyond_64_bits_and_lone_surrogates(
+    serve_payloads: Any, kind: str
+) -> None:
+    """What only the standard library reads (an integer beyond 64 bits, a lone surrogate) is
+    written exactly too: JSONL lines and CSV JSON cells hold every digit."""
+    wide = {"id": "w", "inputs": {"n": 2**70}, "outputs": [{"data": -(2**64)}], "extra": 10**30}
+    odd = {"id": "s", "error": "ok", "inputs": {"t": "\ud800"}}
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = [wide, odd]
+        out = io.BytesIO()
+        make = JsonlWriter if kind == "jsonl" else CsvWriter
+        result = await export(
+            sieve, [FunctionRef.parse("sieve/a")], make(out, owned=False, durable=False)
+        )
+    assert result.jobs == 2
+    text = out.getvalue().decode()
+    if kind == "jsonl":
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert lines == [{**wide, FUNCTION_KEY: "sieve/a"}, {**odd, FUNCTION_KEY: "sieve/a"}]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert json.loads(rows[0]["inputs"]) == {"n": 2**70}
+        assert json.loads(rows[0]["outputs"]) == [{"data": -(2**64)}]
+        assert json.loads(rows[0]["_extra"]) == {"extra": 10**30}
+        assert json.loads(rows[1]["inputs"]) == {"t": "\ud800"}
