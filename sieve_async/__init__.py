@@ -34,7 +34,21 @@ from ._exceptions import (
 from ._export import ExportResult
 from ._exporter import export
 from ._fanout import FanOut
-from ._models import Function, FunctionRef, FunctionVersion, Job, JobIO, JobStatus, Page, Restart
+from ._models import (
+    Function,
+    FunctionRef,
+    FunctionType,
+    FunctionVersion,
+    Job,
+    JobIO,
+    JobStatus,
+    Page,
+    Restart,
+    RestartType,
+    Webhook,
+    WebhookType,
+    WorkerCounts,
+)
 from ._paginator import AsyncPaginator
 from ._transport import ClientStats
 
@@ -52,12 +66,14 @@ __all__ = [
     "FanOut",
     "Function",
     "FunctionRef",
+    "FunctionType",
     "FunctionVersion",
     "Job",
     "JobIO",
     "JobStatus",
     "Page",
     "Restart",
+    "RestartType",
     "SieveAPIError",
     "SieveAuthenticationError",
     "SieveClient",
@@ -73,6 +89,9 @@ __all__ = [
     "SieveRateLimitError",
     "SieveServerError",
     "SieveTimeoutError",
+    "Webhook",
+    "WebhookType",
+    "WorkerCounts",
     "__version__",
     "export",
 ]

@@ -8,11 +8,14 @@ other column as text.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import Any, Final
 
 import orjson
 
+from ._exceptions import SieveDecodeError
 from ._models import Job
 
 __all__ = [
@@ -24,7 +27,10 @@ __all__ = [
     "ArrowRows",
     "flat_row",
     "function_of",
+    "json_text",
 ]
+
+logger = logging.getLogger("sieve_async.export")
 
 #: The key added to each exported job naming the function it came from (``owner/name``).
 #: The API's own fields carry no leading underscore, so this cannot shadow one of them.
@@ -57,16 +63,28 @@ _TIMESTAMP_COLUMNS: Final = tuple(CSV_COLUMNS.index(name) for name in _TIMESTAMP
 ARROW_BATCH: Final = 50_000
 
 
+def json_text(value: Any, option: int | None = None) -> bytes:
+    """``value`` as JSON text, exactly as the server sent it."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError:
+        # What orjson cannot write, an integer beyond 64 bits or a lone surrogate (both read by
+        # the standard library's slow path of `decode_page`), the standard library writes; its
+        # ASCII escapes keep a lone surrogate valid JSON.
+        text = json.dumps(value, separators=(",", ":"))
+        return (text + "\n" if option == orjson.OPT_APPEND_NEWLINE else text).encode()
+
+
 def _scalar_or_json(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return json_text(value).decode()
     return value
 
 
 def _text(values: Iterable[Any]) -> list[str | None]:
     # A scalar field the API sends as a number or a boolean still fits one string column.
     return [
-        None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode() for v in values
+        None if v is None else v if isinstance(v, str) else json_text(v).decode() for v in values
     ]
 
 
@@ -76,7 +94,7 @@ def flat_row(function: str | None, job: Job) -> list[Any]:
     row: list[Any] = [function]
     row.extend(_scalar_or_json(raw.get(name)) for name in JOB_FIELDS)
     extra = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
-    row.append(orjson.dumps(extra).decode() if extra else None)
+    row.append(json_text(extra).decode() if extra else None)
     return row
 
 
@@ -114,9 +132,15 @@ class ArrowRows:
     def add(self, function: str | None, jobs: Sequence[Job]) -> None:
         """Gather ``jobs`` of ``function`` (``None``: each job's own, see `function_of`)."""
         for job in jobs:
-            row = flat_row(function_of(job) if function is None else function, job)
+            name = function_of(job) if function is None else function
+            row = flat_row(name, job)
             for index in _TIMESTAMP_COLUMNS:
-                row[index] = getattr(job, CSV_COLUMNS[index])
+                try:
+                    row[index] = getattr(job, CSV_COLUMNS[index])
+                except SieveDecodeError as exc:
+                    # One unreadable timestamp leaves its cell empty, not the page unwritten.
+                    logger.warning("%s: %s; the cell is left empty", name, exc)
+                    row[index] = None
             self._rows.append(row)
 
     def take(self) -> Any:

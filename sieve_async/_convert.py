@@ -1,8 +1,14 @@
 """The one cattrs `Converter` of sieve_async, its hooks, and lazily typed listing items.
 
-Built once at import. Hooks: naive ISO timestamps become timezone-aware UTC datetimes, a job
-status the API has not documented stays a string, ``Job.outputs`` items may be an output or a
-list of outputs, and fields the models do not know are ignored (cattrs' default).
+Built once at import. The hooks read each value as the JSON type the OpenAPI document gives its
+field and refuse any other (`BadValue`, which the callers turn into a `SieveDecodeError` naming
+the field and the item): cattrs' own hooks for ``str``, ``int``, ``bool``, lists and dicts
+coerce (``5`` to ``'5'``, ``"no"`` to ``True``, a string to a list of its characters).
+
+Besides: RFC 3339 timestamps become timezone-aware UTC datetimes (naive ones are read as UTC),
+an enum value the API has not documented stays a string, ``Job.outputs`` items may be an output
+or a list of outputs, ``Job.inputs`` values are `JobIO` where ``InputOutput``-shaped and the
+JSON value otherwise, and fields the models do not know are ignored (cattrs' default).
 
 Listing items (`Job`, `FunctionVersion`, `Function`) are typed on first read (see
 `sieve_async._lazy`): `structure_fn` makes one from its raw dict, checking only its identity,
@@ -12,19 +18,32 @@ function for the whole item, the reference the lazy path is tested against.
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
-from functools import partial
+from datetime import UTC, datetime, timedelta
+from functools import partial, reduce
+from operator import or_
 from types import NoneType, UnionType
-from typing import Any, Final, TypeVar, Union, cast, get_args, get_origin
+from typing import Annotated, Any, Final, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
 from cattrs import Converter
+from cattrs.errors import ClassValidationError
 from cattrs.gen import make_dict_structure_fn, override
 
 from ._exceptions import SieveDecodeError, excerpt
-from ._lazy import IDENTITY, use_hooks
-from ._models import JobIO, JobStatus
+from ._lazy import IDENTITY, BadValue, field_error, use_hooks
+from ._models import (
+    INPUT_OUTPUT_KEYS,
+    FieldRule,
+    FunctionRef,
+    JobIO,
+    JobStatus,
+    Restart,
+    Webhook,
+    WorkerCounts,
+)
 
 __all__ = ["converter", "structure", "structure_eager", "structure_fn"]
 
@@ -32,6 +51,173 @@ T = TypeVar("T")
 
 # detailed_validation=False: about a quarter faster, and failures are rewrapped below anyway.
 converter = Converter(detailed_validation=False)
+
+Hook = Callable[[Any, Any], Any]
+
+#: What a JSON type is called in messages.
+_JSON_NAMES: Final[dict[type, str]] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    NoneType: "null",
+}
+
+
+def _shown(value: Any) -> str:
+    return excerpt(value).decode(errors="replace")
+
+
+def _wrong_type(value: Any, expected: str) -> BadValue:
+    sent = _JSON_NAMES.get(type(value), type(value).__name__)
+    return BadValue(f"expected {expected}, got {sent} {_shown(value)}")
+
+
+# -- scalars: the JSON type, never a conversion -----------------------------------------------
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if value.__class__ is str:
+        return value
+    raise _wrong_type(value, "a string")
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    # bool is an int to Python, never to JSON.
+    if value.__class__ is int:
+        return value
+    raise _wrong_type(value, "an integer")
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if value.__class__ is bool:
+        return value
+    raise _wrong_type(value, "a boolean")
+
+
+def _structure_any(value: Any, _: Any) -> Any:
+    return value
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(Any, _structure_any)
+
+
+# -- timestamps --------------------------------------------------------------------------------
+
+#: RFC 3339 ``date-time`` (section 5.6), with the offset optional: the API's examples omit it.
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?",
+    re.ASCII,
+)
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if value.__class__ is not str:
+        raise _wrong_type(value, "an RFC 3339 date-time string")
+    try:
+        # The C parser reads every form the API is seen to send ("2024-12-15T01:41:59.195000").
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return _parse_rfc3339(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise _unrepresentable(value, "in UTC it falls outside years 1 to 9999") from None
+
+
+def _parse_rfc3339(text: str) -> datetime:
+    """The RFC 3339 forms ``fromisoformat`` refuses: a lowercase ``z``, a leap second, year 0."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise BadValue(f"{_shown(text)} is not an RFC 3339 date-time")
+    year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])
+    fraction, _zulu, sign, offset_hours, offset_minutes = match.groups()[6:]
+    micro = int((fraction or "")[:6].ljust(6, "0"))
+    if second == 60:
+        # A leap second: Python has none, so it reads as the last microsecond before the next
+        # minute, which keeps the order of instants (and any --since comparison) right.
+        second, micro = 59, 999_999
+    if year == 0:
+        raise _unrepresentable(text, "Python's datetime has no year 0")
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro)
+    except ValueError as exc:
+        raise BadValue(f"{_shown(text)} is not an RFC 3339 date-time ({exc})") from None
+    if sign is not None:
+        if int(offset_hours) > 23 or int(offset_minutes) > 59:
+            raise BadValue(f"{_shown(text)} is not an RFC 3339 date-time (offset out of range)")
+        offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+        try:
+            moment = moment - offset if sign == "+" else moment + offset
+        except OverflowError:
+            raise _unrepresentable(text, "in UTC it falls outside years 1 to 9999") from None
+    return moment.replace(tzinfo=UTC)
+
+
+def _unrepresentable(text: str, why: str) -> BadValue:
+    return BadValue(f"{_shown(text)} is a valid RFC 3339 date-time that cannot be read: {why}")
+
+
+converter.register_structure_hook(datetime, _structure_datetime)
+
+
+# -- containers --------------------------------------------------------------------------------
+
+
+def _is_list(tp: Any) -> bool:
+    return get_origin(tp) is list
+
+
+def _list_hook(tp: Any) -> Hook:
+    (item_type,) = get_args(tp) or (Any,)
+    hook = converter.get_structure_hook(item_type)
+
+    def structure_list(value: Any, _: Any) -> list[Any]:
+        if value.__class__ is not list:
+            raise _wrong_type(value, "an array")
+        out = []
+        for index, item in enumerate(value):
+            try:
+                out.append(hook(item, item_type))
+            except BadValue as exc:
+                raise exc.inside(f"[{index}]") from exc
+        return out
+
+    return structure_list
+
+
+def _is_dict(tp: Any) -> bool:
+    return get_origin(tp) is dict
+
+
+def _dict_hook(tp: Any) -> Hook:
+    # JSON object keys are strings; only the values need a hook.
+    _, value_type = get_args(tp) or (str, Any)
+    hook = converter.get_structure_hook(value_type)
+
+    def structure_dict(value: Any, _: Any) -> dict[str, Any]:
+        if value.__class__ is not dict:
+            raise _wrong_type(value, "an object")
+        out = {}
+        for key, item in value.items():
+            try:
+                out[key] = hook(item, value_type)
+            except BadValue as exc:
+                raise exc.inside(f"[{key!r}]") from exc
+        return out
+
+    return structure_dict
+
+
+# -- unions: X | None, MaybeAbsent[X], enums that keep unknown values --------------------------
 
 
 def _is_optional(tp: Any) -> bool:
@@ -41,7 +227,7 @@ def _is_optional(tp: Any) -> bool:
     return len(args) == 2 and NoneType in args
 
 
-def _optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
+def _optional_hook(tp: Any) -> Hook:
     # cattrs' own handler for ``X | None`` dispatches on ``X`` at every call; resolve it once.
     (inner,) = (arg for arg in get_args(tp) if arg is not NoneType)
     hook = converter.get_structure_hook(inner)
@@ -52,44 +238,134 @@ def _optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return structure_optional
 
 
-def _structure_datetime(value: Any, _: type) -> datetime:
-    # The API sends naive ISO 8601 strings in UTC ("2024-12-15T01:41:59.195000").
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-    else:
-        raise TypeError(f"expected an ISO 8601 timestamp, got {value!r}")
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+def _rules(tp: Any) -> tuple[Any, ...]:
+    return tp.__metadata__ if get_origin(tp) is Annotated else ()
 
 
-# A dict lookup instead of ``JobStatus(value)``: the enum's own lookup is several times slower.
-_STATUSES: Final[dict[Any, JobStatus]] = {status.value: status for status in JobStatus}
+def _is_not_null(tp: Any) -> bool:
+    return FieldRule.NOT_NULL in _rules(tp)
 
 
-def _structure_status(value: Any, _: type) -> JobStatus | str | None:
-    if value is None:
+def _not_null_hook(tp: Any) -> Hook:
+    # MaybeAbsent[X] is Annotated[X | None, NOT_NULL]: None stands for a field left out, which
+    # never reaches a hook; a null the server sends is refused.
+    args = tuple(arg for arg in get_args(get_args(tp)[0]) if arg is not NoneType)
+    inner = args[0] if len(args) == 1 else reduce(or_, args)
+    hook = converter.get_structure_hook(inner)
+
+    def structure_not_null(value: Any, _: Any) -> Any:
+        if value is None:
+            raise BadValue("got null, which the API document does not allow here")
+        return hook(value, inner)
+
+    return structure_not_null
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, UnionType)
+
+
+def _is_id(tp: Any) -> bool:
+    return FieldRule.ID in _rules(tp)
+
+
+def _structure_id(value: Any, _: Any) -> str:
+    # The paging layer accepts integer ids (`_paging.is_id`); one reads as its decimal text.
+    if value.__class__ is int:
+        return str(value)
+    return _structure_str(value, str)
+
+
+def _enum_of(tp: Any) -> type[enum.StrEnum] | None:
+    """The StrEnum of ``E | str`` or ``E | str | None``, else None."""
+    if not _is_union(tp):
         return None
-    try:
-        status = _STATUSES.get(value)
-    except TypeError:  # an unhashable value
-        status = None
-    return str(value) if status is None else status
+    args = set(get_args(tp)) - {NoneType}
+    enums = [arg for arg in args if isinstance(arg, type) and issubclass(arg, enum.StrEnum)]
+    if len(enums) == 1 and args == {enums[0], str}:
+        return enums[0]
+    return None
 
 
-def _structure_output(value: Any, _: type) -> JobIO | list[JobIO]:
+def _enum_hook(tp: Any) -> Hook:
+    cls = _enum_of(tp)
+    assert cls is not None
+    # A dict lookup instead of ``cls(value)``: the enum's own lookup is several times slower.
+    members: dict[str, enum.StrEnum] = {member.value: member for member in cls}
+    nullable = NoneType in get_args(tp)
+
+    def structure_enum(value: Any, _: Any) -> Any:
+        if value.__class__ is str:
+            return members.get(value, value)
+        if value is None and nullable:
+            return None
+        raise _wrong_type(value, "a string" + (" or null" if nullable else ""))
+
+    return structure_enum
+
+
+#: The documented statuses, for the lazy constructor's shortcut below.
+_STATUSES: Final[dict[str, JobStatus]] = {status.value: status for status in JobStatus}
+
+
+# -- nested models, outputs and inputs ---------------------------------------------------------
+
+
+def _nested_hook(cls: type[Any]) -> Hook:
+    """cattrs' generated function for a nested model, refusing anything but a JSON object and
+    naming the attribute a failure came from."""
+    base = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True)
+
+    def structure_nested(value: Any, _: Any) -> Any:
+        if value.__class__ is not dict:
+            raise _wrong_type(value, f"an object ({cls.__name__})")
+        try:
+            return base(value, cls)
+        except ClassValidationError as group:
+            with_notes, _ = group.group_exceptions()
+            exc, note = with_notes[0]
+            step = f".{note.name}"
+            if isinstance(exc, BadValue):
+                raise exc.inside(step) from group
+            if isinstance(exc, KeyError):
+                raise BadValue("required field missing", step) from group
+            raise BadValue(repr(exc), step) from group
+
+    return structure_nested
+
+
+def _structure_output(value: Any, _: Any) -> JobIO | list[JobIO]:
     # Job.outputs: items are InputOutput or arrays of InputOutput (OpenAPI schema "Job").
-    if isinstance(value, list):
-        return [converter.structure(v, JobIO) for v in value]
-    return converter.structure(value, JobIO)
+    if value.__class__ is list:
+        return cast(list[JobIO], _outputs_list(value, list[JobIO]))
+    return cast(JobIO, _job_io(value, JobIO))
 
 
+def _structure_input(value: Any, _: Any) -> Any:
+    # The document types Job.inputs as any object. A value shaped as InputOutput (an object with
+    # at least one of its properties, each of the documented type) is a JobIO; any other value
+    # is kept as sent, so nothing the API sends is dropped or refused.
+    if value.__class__ is dict and not value.keys().isdisjoint(INPUT_OUTPUT_KEYS):
+        try:
+            return _job_io(value, JobIO)
+        except BadValue:
+            return value
+    return value
+
+
+# Factories first: a generated function takes its fields' hooks when it is made.
+converter.register_structure_hook_factory(_is_id, lambda _: _structure_id)
+converter.register_structure_hook_factory(_is_not_null, _not_null_hook)
 converter.register_structure_hook_factory(_is_optional, _optional_hook)
-converter.register_structure_hook(datetime, _structure_datetime)
-converter.register_structure_hook(JobStatus | str | None, _structure_status)
+converter.register_structure_hook_factory(lambda tp: _enum_of(tp) is not None, _enum_hook)
+converter.register_structure_hook_factory(_is_list, _list_hook)
+converter.register_structure_hook_factory(_is_dict, _dict_hook)
+for _nested in (FunctionRef, JobIO, Restart, WorkerCounts, Webhook):
+    converter.register_structure_hook(_nested, _nested_hook(_nested))
+_job_io = converter.get_structure_hook(JobIO)
+_outputs_list = converter.get_structure_hook(list[JobIO])
 converter.register_structure_hook(JobIO | list[JobIO], _structure_output)
+converter.register_structure_hook(JobIO | Any, _structure_input)
 
 
 def _malformed(cls: type[Any], value: Any) -> SieveDecodeError:
@@ -112,10 +388,10 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
         # converter's str hook returns a str unchanged), so it is set here rather than on
         # first read. Any other id type goes through the hook as usual.
         field_types = {f.name: f.type for f in attrs.fields(cast(Any, cls))}
-        prefill = field_types[key] is str
+        prefill = _is_id(field_types[key]) or field_types[key] is str
         # Likewise a job's status, which consumers filter on: a documented status string is
         # one lookup in the table its hook uses. Anything else is left to the hook.
-        statuses = _STATUSES if field_types.get("status") == JobStatus | str | None else {}
+        statuses = _STATUSES if "status" in field_types else {}
 
         def make_one_key(value: Any) -> T:
             if not isinstance(value, dict) or key not in value:
@@ -147,10 +423,18 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
 
 def _eager_constructor(cls: type[T]) -> Callable[[Any], T]:
     """cattrs' generated structuring function for ``cls``, with ``raw`` set to the source dict."""
-    base = make_dict_structure_fn(cls, converter, raw=override(omit=True))
+    base = make_dict_structure_fn(
+        cls, converter, raw=override(omit=True), _cattrs_detailed_validation=True
+    )
 
     def structure_with_raw(value: Any) -> T:
-        instance = base(value, cls)
+        try:
+            instance = base(value, cls)
+        except ClassValidationError as group:
+            # The same message reading the first failing field lazily gives.
+            with_notes, _ = group.group_exceptions()
+            exc, note = with_notes[0]
+            raise field_error(cls, note.name, value, exc) from exc
         object.__setattr__(instance, "raw", value)
         return instance
 
@@ -200,6 +484,8 @@ def structure_eager(value: Any, cls: type[T]) -> T:
         if eager is not None:
             return cast(T, eager(value))
         return converter.structure(value, cls)
+    except SieveDecodeError:
+        raise
     except Exception as exc:
         raise _structure_error(value, cls, exc) from exc
 

@@ -36,8 +36,8 @@ import orjson
 
 from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
-from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row
-from ._exceptions import SieveError
+from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row, json_text
+from ._exceptions import SieveDecodeError, SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job
 from ._paging import is_id
@@ -170,9 +170,7 @@ class JsonlWriter(_StreamWriter):
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         name = str(ref)
         option = orjson.OPT_APPEND_NEWLINE
-        self._emit(
-            b"".join(orjson.dumps({**job.raw, FUNCTION_KEY: name}, option=option) for job in jobs)
-        )
+        self._emit(b"".join(json_text({**job.raw, FUNCTION_KEY: name}, option) for job in jobs))
 
 
 class CsvWriter(_StreamWriter):
@@ -782,11 +780,21 @@ def _since_window(
     jobs: Sequence[Job], since: datetime, previous: datetime | None, unordered: bool
 ) -> tuple[list[Job], bool, bool, datetime | None]:
     """Apply ``since`` to one page: (jobs to keep, stop the listing, unordered, newest seen last);
-    the rule is `sieve_async._window.select`'s."""
+    the rule is `sieve_async._window.select`'s. A job whose ``created_at`` cannot be read (year
+    0, say) is kept, with a warning: it is neither compared nor allowed to cost the page its
+    other jobs."""
     keep, stop, unordered, previous = select(
-        [job.created_at for job in jobs], CreatedWindow(since, None), previous, unordered
+        [_created_or_none(job) for job in jobs], CreatedWindow(since, None), previous, unordered
     )
     return [jobs[index] for index in keep], stop, unordered, previous
+
+
+def _created_or_none(job: Job) -> datetime | None:
+    try:
+        return job.created_at
+    except SieveDecodeError as exc:
+        logger.warning("written without comparing it with since: %s", exc)
+        return None
 
 
 async def export(

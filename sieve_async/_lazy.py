@@ -37,6 +37,23 @@ IDENTITY: Final[dict[type[Any], tuple[str, ...]]] = {}
 _hook_for: list[Callable[[Any], Hook]] = []
 
 
+class BadValue(ValueError):
+    """A value a field's hook refuses: of another JSON type than documented, or unreadable.
+
+    ``path`` says where inside the field (``[0].type``); the hooks of lists, objects and nested
+    models extend it as the error passes through them.
+    """
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(f"{path.lstrip('.')}: {problem}" if path else problem)
+        self.problem = problem
+        self.path = path
+
+    def inside(self, step: str) -> BadValue:
+        """The same error, one step further out (``step`` is ``[3]`` or ``.name``)."""
+        return BadValue(self.problem, step + self.path)
+
+
 def use_hooks(lookup: Callable[[Any], Hook]) -> None:
     """Take the structuring hook of each field type from ``lookup`` (the converter's)."""
     _hook_for[:] = [lookup]
@@ -122,9 +139,21 @@ class LazyField:
         raise SieveDecodeError(f"a {self._cls.__name__} lacks its required field {self._name!r}")
 
     def _error(self, raw: dict[str, Any], exc: Exception) -> SieveDecodeError:
-        value = raw.get(self._name)
-        return SieveDecodeError(
-            f"could not read field {self._name!r} of {self._cls.__name__} "
-            f"{identity(self._cls, raw)!r} from {value!r}: {exc!r}",
-            body_start=excerpt(value),
-        )
+        return field_error(self._cls, self._name, raw, exc)
+
+
+def field_error(
+    cls: type[Any], name: str, raw: dict[str, Any], exc: BaseException
+) -> SieveDecodeError:
+    """The error for field ``name`` of the ``cls`` item ``raw``, which its hook refused."""
+    value = raw.get(name)
+    where = f"field {name!r} of {cls.__name__} {identity(cls, raw)!r}"
+    if isinstance(exc, BadValue):
+        inside = f" at {name}{exc.path}" if exc.path else ""
+        message = f"could not read {where}{inside}: {exc.problem}"
+    elif isinstance(exc, KeyError):
+        message = f"could not read {where}: it is missing"
+    else:
+        shown = excerpt(value).decode(errors="replace")
+        message = f"could not read {where} from {shown}: {exc!r}"
+    return SieveDecodeError(message, body_start=excerpt(value))

@@ -1,9 +1,15 @@
 """The typed records of the Sieve API, as attrs classes.
 
-Field lists follow the schemas of the Sieve OpenAPI document (``Job``, ``InputOutput``,
-``CompactFunctionApp``, ``Restart``, ``FunctionApp``, ``Version``). Every field but an item's
-identity is optional, because the API omits fields ("Omitted if truncate enabled") and adds new
-ones; `sieve_async._convert` ignores fields it does not know.
+The models follow the schemas of the Sieve OpenAPI document (``info.version`` 0.1.0): ``Job``,
+``InputOutput``, ``CompactFunctionApp``, ``Restart``, ``FunctionApp``, ``Version``,
+``WorkerCounts`` and ``WebhookModel``. A value is read as the JSON type the document gives its
+field, never coerced into it: a value of another type is a `SieveDecodeError` naming the field.
+
+Tolerance for what the live API sends beyond the document: a field the document requires may be
+absent (its published example omits ``organization_id``; ``FunctionApp`` omits most fields when
+truncated), and reads as ``None`` or its documented default. A field marked `MaybeAbsent` is one
+the document never sends as null: ``None`` there means absent, and a null is refused. Fields the
+models do not know are ignored (``raw`` keeps them); `sieve_async._convert` holds the rules.
 
 The listing items (`Job`, `FunctionVersion`, `Function`) are marked `typed_on_first_read`: each
 starts as its ``raw`` dict, and every other field is a descriptor that structures it from
@@ -16,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -29,6 +35,26 @@ from ._validate import check_name
 T = TypeVar("T")
 
 
+class FieldRule(enum.Enum):
+    """How a field departs from its plain type (carried in ``Annotated`` metadata)."""
+
+    #: The document never sends the field as null; ``None`` means the server left it out.
+    NOT_NULL = "not null"
+    #: A string id; an integer one (which listings accept) reads as its decimal text.
+    ID = "id"
+
+
+#: A ``T`` the document never sends as null: ``None`` only when the server left the field out.
+MaybeAbsent = Annotated[T | None, FieldRule.NOT_NULL]
+#: An item's ``id``: a string, or the decimal text of an integer id.
+Id = Annotated[str, FieldRule.ID]
+
+#: The schema properties of ``InputOutput``, the shape that makes a job input a `JobIO`.
+INPUT_OUTPUT_KEYS: Final = frozenset(
+    {"type", "name", "data", "description", "schema", "run_id", "is_optional"}
+)
+
+
 class JobStatus(enum.StrEnum):
     """The job statuses the API documents. A status outside this set stays a plain ``str``."""
 
@@ -37,6 +63,34 @@ class JobStatus(enum.StrEnum):
     ERROR = "error"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+
+
+class RestartType(enum.StrEnum):
+    """Why a job restarted (``Restart.type``). A value outside this set stays a plain ``str``."""
+
+    PREEMPTION = "preemption"
+    OOM = "OOM"
+    ERROR = "error"
+
+
+class FunctionType(enum.StrEnum):
+    """A function or a workflow (``FunctionApp.function_type``); others stay a plain ``str``."""
+
+    FUNCTION = "function"
+    WORKFLOW = "workflow"
+
+
+class WebhookType(enum.StrEnum):
+    """The events a webhook fires on (``WebhookModel.type``); others stay a plain ``str``."""
+
+    JOB_START = "job.start"
+    JOB_COMPLETE = "job.complete"
+    JOB_COMPLETE_NO_OUTPUT = "job.complete.no_output"
+    JOB_NEW_OUTPUT = "job.new_output"
+    #: The older spelling of ``job.start``, still in the document's enum.
+    JOB_START_UNDERSCORED = "job_start"
+    #: The older spelling of ``job.complete``, still in the document's enum.
+    JOB_COMPLETE_UNDERSCORED = "job_complete"
 
 
 @attrs.frozen(kw_only=True)
@@ -73,7 +127,7 @@ class FunctionRef:
 
 @attrs.frozen(kw_only=True)
 class JobIO:
-    """One input or output of a job (``InputOutput``); ``data`` is what the function made."""
+    """One input or output of a job (``InputOutput``); ``data`` is any JSON value."""
 
     type: str | None = None
     name: str | None = None
@@ -86,12 +140,31 @@ class JobIO:
 
 @attrs.frozen(kw_only=True)
 class Restart:
-    """A restart of a job: when, why (``preemption``, ``OOM``, ``error``) and which run."""
+    """A restart of a job: when, why (``reason`` in words, ``type`` a `RestartType`), which run."""
 
-    timestamp: datetime | None = None
-    reason: str | None = None
-    type: str | None = None
+    timestamp: MaybeAbsent[datetime] = None
+    reason: MaybeAbsent[str] = None
+    type: MaybeAbsent[RestartType | str] = None
     run_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkerCounts:
+    """How many workers of a function version are in each state (``WorkerCounts``)."""
+
+    starting: int | None = None
+    setup: int | None = None
+    active: int | None = None
+    idle: int | None = None
+    awaiting_resources: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Webhook:
+    """A webhook of a function (``WebhookModel``): the event it fires on and where it posts."""
+
+    type: MaybeAbsent[WebhookType | str] = None
+    url: MaybeAbsent[str] = None
 
 
 @typed_on_first_read("id")
@@ -100,49 +173,56 @@ class Job:
     """A job of a Sieve function.
 
     Timestamps are timezone-aware UTC. ``status`` is a `JobStatus`, or the raw string for a
-    status this version does not know. ``outputs`` holds `JobIO` items or lists of them.
+    status this version does not know. ``inputs`` maps each input's name to a `JobIO` where the
+    value is an ``InputOutput`` object (a JSON object holding at least one of its properties,
+    each of its documented type) and to the JSON value as sent otherwise: the document types
+    the inputs as any object. ``outputs`` holds `JobIO` items or lists of them. ``restarts`` is
+    ``[]`` when absent, as documented, and ``None`` only when the server sends null.
     ``raw`` is the object exactly as the server sent it, including fields not modelled here.
     """
 
-    id: str
-    function_id: str | None = None
-    organization_id: str | None = None
+    id: Id
+    function_id: MaybeAbsent[str] = None
+    organization_id: MaybeAbsent[str] = None
     function: FunctionRef | None = None
-    status: JobStatus | str | None = None
+    status: MaybeAbsent[JobStatus | str] = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    inputs: dict[str, JobIO] = attrs.field(factory=dict)
+    inputs: dict[str, JobIO | Any] = attrs.field(factory=dict)
     outputs: list[JobIO | list[JobIO]] = attrs.field(factory=list)
     error: str | None = None
-    visibility: str | None = None
+    visibility: MaybeAbsent[str] = None
     run_id: str | None = None
     children: dict[str, list[Any]] | None = None
-    restarts: list[Restart] | None = None
+    restarts: list[Restart] | None = attrs.field(factory=list)
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
 @typed_on_first_read("id")
 @attrs.frozen(kw_only=True, slots=False)
 class FunctionVersion:
-    """A deployed version of a function (``Version`` in the OpenAPI document)."""
+    """A deployed version of a function (``Version`` in the OpenAPI document).
 
-    id: str
-    build_status: str | None = None
+    ``environment_variables`` is the JSON value as sent: the document allows any value there.
+    """
+
+    id: Id
+    build_status: MaybeAbsent[str] = None
     queued_at: datetime | None = None
     built_at: datetime | None = None
     ready_at: datetime | None = None
-    compute_type: str | None = None
+    compute_type: MaybeAbsent[str] = None
     python_packages: list[str] = attrs.field(factory=list)
     system_packages: list[str] = attrs.field(factory=list)
     cuda_version: str | None = None
-    gpu: bool | None = None
-    split: int | None = None
-    minimum_replicas: int | None = 0
+    gpu: MaybeAbsent[bool] = None
+    split: MaybeAbsent[int] = None
+    minimum_replicas: MaybeAbsent[int] = 0
     maximum_replicas: int | None = 0
     inputs: list[JobIO] = attrs.field(factory=list)
     outputs: list[JobIO] = attrs.field(factory=list)
-    current_workers: dict[str, Any] | None = None
+    current_workers: WorkerCounts | None = None
     environment_variables: Any = None
     stream_output: bool | None = False
     function_dependencies: list[str] = attrs.field(factory=list)
@@ -165,8 +245,8 @@ class Function:
     examples: list[str] | None = None
     readme: str | None = None
     latest_version: FunctionVersion | None = None
-    function_type: str | None = None
-    webhooks: list[dict[str, Any]] | None = None
+    function_type: FunctionType | str | None = None
+    webhooks: list[Webhook] | None = None
     restart_on_error: bool | None = None
     raw: dict[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 

@@ -104,7 +104,7 @@ def _decode_error(
 
 def _load_json(body: bytes, status: int) -> Any:
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
             # orjson refuses some valid JSON the standard library reads, such as a string
@@ -114,6 +114,11 @@ def _load_json(body: bytes, status: int) -> Any:
             raise _decode_error(
                 f"the body is not valid JSON ({exc})", status, body, retryable=True
             ) from exc
+    if _holds_wide_integer(body):
+        # orjson reads an integer beyond 64 bits as a float, losing digits; the standard
+        # library keeps it exact, so such a rare body takes the slow path too.
+        return json.loads(body)
+    return document
 
 
 def decode_object(body: bytes, status: int = 200) -> dict[str, Any]:
@@ -153,6 +158,33 @@ def decode_page(body: bytes, status: int = 200) -> RawPage:
                 return RawPage(items, ENVELOPE, raw_next if raw_next >= 0 else None)
             raise _decode_error(f"'next_offset' is {raw_next!r}, not an integer", status, body)
     raise _decode_error("expected a JSON array or an object with a 'data' array", status, body)
+
+
+#: Every digit as one byte, so that `bytes.find` can look for a run of digits.
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+#: The shortest integer literal orjson may not hold exactly: 2**64 has 20 digits, -2**63 - 1 has 19.
+_WIDE_RUN: Final = b"0" * 19
+_INT_RANGE: Final = range(-(2**63), 2**64)
+
+
+def _holds_wide_integer(body: bytes) -> bool:
+    """Whether ``body`` has an integer literal outside orjson's range (-2**63 to 2**64 - 1).
+
+    Looks at runs of 19 digits or more only, which JSON text rarely has (a number inside a
+    string may match too, which costs a slower decode and nothing else).
+    """
+    flat = body.translate(_DIGITS_AS_ZERO)
+    start = flat.find(_WIDE_RUN)
+    while start != -1:
+        end = start + len(_WIDE_RUN)
+        while flat[end : end + 1] == b"0":
+            end += 1
+        if flat[end : end + 1] not in (b".", b"e", b"E"):
+            value = int(body[start:end])
+            if (-value if body[start - 1 : start] == b"-" else value) not in _INT_RANGE:
+                return True
+        start = flat.find(_WIDE_RUN, end)
+    return False
 
 
 def is_id(value: Any) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from sieve_async import SieveClient
 from sieve_async.testing import FakeSieve
@@ -49,5 +51,57 @@ def serve() -> Callable[..., Any]:
                 yield fake, sieve
         finally:
             await fake.aclose()
+
+    return serve_
+
+
+class Payloads:
+    """What `serve_payloads` answers: for each request path, the items of that listing.
+
+    Pages are cut from the items by ``offset`` and ``limit`` and sent in ``shape`` (``envelope``:
+    ``{"data": [...], "next_offset": N}``, -1 at the end; ``bare``: the array alone), as the
+    standard library writes JSON, so an integer keeps every digit.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[Any]] = {}
+        self.shape = "envelope"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        items = self.items.get(request.path)
+        if items is None:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", "500"))
+        page = items[offset : offset + limit]
+        end = offset + len(page) >= len(items)
+        body: Any = page
+        if self.shape == "envelope":
+            body = {"data": page, "next_offset": -1 if end else offset + len(page)}
+        return web.Response(body=json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture
+def serve_payloads() -> Callable[..., Any]:
+    """``async with serve_payloads() as (payloads, sieve)``: a client of a small aiohttp.web
+    server answering every listing path with the items put in ``payloads.items[path]``."""
+
+    @asynccontextmanager
+    async def serve_() -> AsyncIterator[tuple[Payloads, SieveClient]]:
+        payloads = Payloads()
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", payloads.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with SieveClient(
+                api_key="k", base_url=f"http://127.0.0.1:{port}", **FAST_RETRIES
+            ) as sieve:
+                yield payloads, sieve
+        finally:
+            await runner.cleanup()
 
     return serve_

@@ -24,6 +24,7 @@ from sieve_async._export import (
     JsonlWriter,
     ListingState,
     OutputLockedError,
+    ParquetWriter,
     StateError,
     _since_window,
     export,
@@ -564,3 +565,84 @@ async def test_stop_at_ends_a_listing_before_a_known_job_and_records_the_head(
         "sieve/b: the jobs the earlier export started from have all left the listing, so all "
         "of it was exported"
     ]
+
+
+async def test_since_writes_a_page_around_a_job_whose_time_cannot_be_read(
+    serve_payloads: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid RFC 3339 created_at that Python cannot hold (year 0) costs neither the export nor
+    the other jobs of its page: that job is written uncompared, with a warning naming it."""
+    page = [
+        {"id": "new", "created_at": "2024-12-03T00:00:00Z"},
+        {"id": "year-0", "created_at": "0000-01-01T00:00:00Z"},
+        {"id": "also-new", "created_at": "2024-12-02t00:00:00z"},
+        {"id": "old", "created_at": "2024-11-01T00:00:00"},
+    ]
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = page
+        out = io.BytesIO()
+        with caplog.at_level("WARNING", logger="sieve_async.export"):
+            result = await export(
+                sieve,
+                [FunctionRef.parse("sieve/a")],
+                JsonlWriter(out, owned=False, durable=False),
+                since=datetime(2024, 12, 1, tzinfo=UTC),
+            )
+    assert [json.loads(line)["id"] for line in out.getvalue().splitlines()] == [
+        "new",
+        "year-0",
+        "also-new",
+    ]
+    assert result.completed == [FunctionRef.parse("sieve/a")]
+    assert not result.failures
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "'created_at' of Job 'year-0'" in record.getMessage()
+    assert "without comparing it with since" in record.getMessage()
+
+
+def test_parquet_leaves_an_unreadable_timestamp_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Parquet's timestamp columns cannot hold an instant outside years 1 to 9999: that cell is
+    empty, with a warning, and the job and the rest of its row are written."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "jobs.parquet"
+    writer = ParquetWriter(path)
+    late = "9999-12-31T23:59:59-01:00"
+    with caplog.at_level("WARNING", logger="sieve_async.export"):
+        writer.write(REF, [job(id="a", created_at=late, status="finished"), job(id="b")])
+    writer.close()
+    table = pq.read_table(path).to_pylist()
+    assert [(row["id"], row["created_at"], row["status"]) for row in table] == [
+        ("a", None, "finished"),
+        ("b", None, None),
+    ]
+    assert any("'created_at' of Job 'a'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+async def test_export_keeps_integers_beyond_64_bits_and_lone_surrogates(
+    serve_payloads: Any, kind: str
+) -> None:
+    """What only the standard library reads (an integer beyond 64 bits, a lone surrogate) is
+    written exactly too: JSONL lines and CSV JSON cells hold every digit."""
+    wide = {"id": "w", "inputs": {"n": 2**70}, "outputs": [{"data": -(2**64)}], "extra": 10**30}
+    odd = {"id": "s", "error": "ok", "inputs": {"t": "\ud800"}}
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = [wide, odd]
+        out = io.BytesIO()
+        make = JsonlWriter if kind == "jsonl" else CsvWriter
+        result = await export(
+            sieve, [FunctionRef.parse("sieve/a")], make(out, owned=False, durable=False)
+        )
+    assert result.jobs == 2
+    text = out.getvalue().decode()
+    if kind == "jsonl":
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert lines == [{**wide, FUNCTION_KEY: "sieve/a"}, {**odd, FUNCTION_KEY: "sieve/a"}]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert json.loads(rows[0]["inputs"]) == {"n": 2**70}
+        assert json.loads(rows[0]["outputs"]) == [{"data": -(2**64)}]
+        assert json.loads(rows[0]["_extra"]) == {"extra": 10**30}
+        assert json.loads(rows[1]["inputs"]) == {"t": "\ud800"}

@@ -192,7 +192,7 @@ def test_fake_server_help_shows_every_default(capsys: pytest.CaptureFixture[str]
 # -- conformance to the OpenAPI document -------------------------------------------------------
 
 #: The Sieve API's OpenAPI document (info.version 0.1.0), as published.
-DOCUMENT = Path(__file__).with_name("sieve-openapi.json")
+DOCUMENT = Path(__file__).parent / "data" / "sieve-openapi.json"
 #: The five listings FakeSieve serves, by their operation ids in the document.
 LISTINGS = (
     "list_functions",

@@ -183,6 +183,23 @@ async def test_lone_surrogate_in_a_job_is_read_not_retried() -> None:
         assert sieve.stats.retries == 0
 
 
+WIDE = {"big": 2**64, "low": -(2**63) - 1, "nested": [10**30, {"x": -(10**25)}], "edge": 2**64 - 1}
+
+
+@pytest.mark.parametrize("shape", ["envelope", "bare"])
+async def test_integers_beyond_64_bits_keep_every_digit_in_raw(shape: str) -> None:
+    """orjson reads an integer beyond 64 bits as a float; such a page is read by the standard
+    library instead, so raw holds the exact integers (floats, with digits lost, before)."""
+    listing = [{"id": "a", **WIDE}, {"id": "b", "small": 1, "f": 1.5}]
+    end = -1 if shape == "envelope" else None
+    async with hostile(lambda o, lim, n: (listing[o:], end)) as (sieve, _):
+        jobs_read = await sieve.list_function_jobs("o", "f").collect()
+    assert [job.raw for job in jobs_read] == listing
+    assert type(jobs_read[0].raw["big"]) is int
+    assert type(jobs_read[0].raw["nested"][1]["x"]) is int
+    assert jobs_read[1].raw["f"] == 1.5
+
+
 async def test_read_ahead_against_a_capped_server_sends_few_extra_requests() -> None:
     """read_ahead=4 against a server capping pages at 10 (page_size 100) learns the cap: at
     most 10% more requests than read_ahead=0 (it sent five times as many before)."""

@@ -12,7 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sieve_async import Function, FunctionVersion, Job, JobIO, JobStatus, SieveDecodeError
+from sieve_async import (
+    Function,
+    FunctionType,
+    FunctionVersion,
+    Job,
+    JobIO,
+    JobStatus,
+    Restart,
+    RestartType,
+    SieveDecodeError,
+    Webhook,
+    WebhookType,
+    WorkerCounts,
+)
 from sieve_async._convert import converter, structure, structure_eager, structure_fn
 
 FEW = settings(max_examples=60, deadline=None)
@@ -69,9 +82,9 @@ job_ios = with_optional(
 restarts = with_optional(
     {},
     {
-        "timestamp": st.none() | timestamps(),
-        "reason": st.none() | st.sampled_from(["preemption", "OOM", "error"]),
-        "type": st.none() | names,
+        "timestamp": timestamps(),
+        "reason": st.text(max_size=10),
+        "type": st.sampled_from(["preemption", "OOM", "error"]) | names,
         "run_id": st.none() | ids,
     },
 )
@@ -81,17 +94,17 @@ statuses = st.sampled_from([s.value for s in JobStatus]) | st.sampled_from(
 raw_jobs = with_optional(
     {"id": ids},
     {
-        "function_id": st.none() | ids,
-        "organization_id": st.none() | ids,
+        "function_id": ids,
+        "organization_id": ids,
         "function": st.none() | st.fixed_dictionaries({"name": names, "owner_name": names}),
-        "status": st.none() | statuses,
+        "status": statuses,
         "created_at": st.none() | timestamps(),
         "started_at": st.none() | timestamps(),
         "completed_at": st.none() | timestamps(),
-        "inputs": st.dictionaries(names, job_ios, max_size=3),
+        "inputs": st.dictionaries(names, job_ios | json_values, max_size=3),
         "outputs": st.lists(job_ios | st.lists(job_ios, max_size=2), max_size=3),
         "error": st.none() | st.text(max_size=20),
-        "visibility": st.none() | st.sampled_from(["private", "public"]),
+        "visibility": st.sampled_from(["private", "public"]),
         "run_id": st.none() | ids,
         "children": st.none() | st.dictionaries(names, st.lists(json_values, max_size=2)),
         "restarts": st.none() | st.lists(restarts, max_size=2),
@@ -209,12 +222,12 @@ def test_function_needs_owner_and_name() -> None:
 raw_versions = with_optional(
     {"id": ids},
     {
-        "build_status": st.none() | names,
+        "build_status": names,
         "queued_at": st.none() | timestamps(),
         "built_at": st.none() | timestamps(),
         "python_packages": st.lists(names, max_size=2),
-        "gpu": st.none() | st.booleans(),
-        "split": st.none() | st.integers(0, 8),
+        "gpu": st.booleans(),
+        "split": st.integers(0, 8),
         "inputs": st.lists(job_ios, max_size=2),
         "environment_variables": json_values,
     },
@@ -261,3 +274,162 @@ def test_str_id_is_set_on_arrival_other_ids_on_read() -> None:
     assert "id" not in vars(numbered)
     assert numbered.id == "7"
     assert numbered == structure_eager({"id": 7}, Job)
+
+
+# -- conformance to the OpenAPI document -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, None, True, "hello", [1, 2], {"unrelated": 1}, {}, {"type": 5}, 2**70],
+    ids=repr,
+)
+def test_an_input_that_is_not_an_input_output_is_kept_as_sent(value: Any) -> None:
+    """The document types Job.inputs as any object: a value that is not InputOutput-shaped
+    reads as sent, neither refused nor turned into an empty JobIO."""
+    raw = {"id": "j1", "inputs": {"x": value, "video": {"type": "sieve.Video", "data": {"u": 1}}}}
+    for job in (structure_fn(Job)(raw), structure_eager(raw, Job)):
+        assert job.inputs == {"x": value, "video": JobIO(type="sieve.Video", data={"u": 1})}
+        assert type(job.inputs["x"]) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("output", "where", "problem"),
+    [
+        ({"type": 5}, r"outputs\[0\]\.type", "expected a string, got an integer 5"),
+        ({"is_optional": "no"}, r"outputs\[0\]\.is_optional", "expected a boolean, got a string"),
+        ({"schema": []}, r"outputs\[0\]\.schema", "expected an object, got an array"),
+        ("hello", r"outputs\[0\]:", r"expected an object \(JobIO\), got a string"),
+        ([{"name": 3}], r"outputs\[0\]\[0\]\.name", "expected a string, got an integer 3"),
+    ],
+    ids=["type", "is_optional", "schema", "not-an-object", "nested"],
+)
+def test_a_value_of_the_wrong_json_type_is_refused_not_coerced(
+    output: Any, where: str, problem: str
+) -> None:
+    """`{"type": 5}` is not '5' and `{"is_optional": "no"}` is not True: reading the field
+    raises a SieveDecodeError naming the job, the field and where inside it, lazily and eagerly."""
+    raw = {"id": "job-3", "status": "finished", "outputs": [output]}
+    job = structure_fn(Job)(raw)
+    assert job.status is JobStatus.FINISHED
+    message = rf"field 'outputs' of Job 'job-3' at {where}.*{problem}"
+    with pytest.raises(SieveDecodeError, match=message):
+        _ = job.outputs
+    with pytest.raises(SieveDecodeError, match=message):
+        structure_eager(raw, Job)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("status", 5, "expected a string, got an integer 5"),
+        ("status", None, "got null"),
+        ("visibility", None, "got null"),
+        ("function_id", 7, "expected a string, got an integer 7"),
+        ("error", False, "expected a string, got a boolean false"),
+        ("children", {"a": "text"}, r"at children\['a'\]: expected an array"),
+        ("restarts", [{"type": 1}], r"at restarts\[0\]\.type: expected a string"),
+        ("function", {"name": "f"}, r"at function\.owner_name: required field missing"),
+        ("created_at", 1734226919, "expected an RFC 3339 date-time string, got an integer"),
+    ],
+)
+def test_job_fields_refuse_other_json_types(field: str, value: Any, problem: str) -> None:
+    """Each typed field of a Job refuses a value of another JSON type, null where the document
+    does not allow it included, naming the job and the field."""
+    job = structure_fn(Job)({"id": "j5", field: value})
+    with pytest.raises(SieveDecodeError, match=rf"field '{field}' of Job 'j5'.*{problem}"):
+        getattr(job, field)
+
+
+def test_defaults_and_enums_follow_the_document() -> None:
+    """restarts absent is [] (null stays None); enum values are enums, unknown ones strings;
+    WorkerCounts and webhooks are typed."""
+    assert structure_fn(Job)({"id": "j"}).restarts == []
+    assert structure_fn(Job)({"id": "j", "restarts": None}).restarts is None
+    stamp = "2024-12-15T01:41:59.195000"
+    job = structure_fn(Job)(
+        {
+            "id": "j",
+            "restarts": [
+                {"timestamp": stamp, "reason": "spot", "type": "preemption", "run_id": None},
+                {"timestamp": stamp, "reason": "?", "type": "thermal", "run_id": "r"},
+            ],
+        }
+    )
+    first, second = job.restarts or []
+    assert first.type is RestartType.PREEMPTION
+    assert second.type == "thermal" and type(second.type) is str
+    assert first.timestamp == datetime(2024, 12, 15, 1, 41, 59, 195000, tzinfo=UTC)
+    function = structure_fn(Function)(
+        {
+            "name": "f",
+            "owner_name": "o",
+            "function_type": "workflow",
+            "webhooks": [{"type": "job.complete", "url": "https://h"}, {"type": "x", "url": "u"}],
+            "latest_version": {"id": "v", "current_workers": {"starting": 1, "setup": None}},
+        }
+    )
+    assert function.function_type is FunctionType.WORKFLOW
+    assert function.webhooks == [
+        Webhook(type=WebhookType.JOB_COMPLETE, url="https://h"),
+        Webhook(type="x", url="u"),
+    ]
+    version = function.latest_version
+    assert version is not None
+    assert version.current_workers == WorkerCounts(starting=1, setup=None)
+    assert structure_fn(Function)({"name": "f", "owner_name": "o"}).function_type is None
+
+
+UTC_INSTANTS = [
+    ("2024-12-15T01:41:59.195000", datetime(2024, 12, 15, 1, 41, 59, 195000, tzinfo=UTC)),
+    ("2024-12-15t01:41:59z", datetime(2024, 12, 15, 1, 41, 59, tzinfo=UTC)),
+    ("2024-12-15T01:41:59z", datetime(2024, 12, 15, 1, 41, 59, tzinfo=UTC)),
+    ("2024-12-15t01:41:59+01:30", datetime(2024, 12, 15, 0, 11, 59, tzinfo=UTC)),
+    ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    ("2016-12-31T15:59:60.5-08:00", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+    ("2024-01-01T00:00:00.123456789z", datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)),
+    ("2024-01-01T00:30:00-00:00", datetime(2024, 1, 1, 0, 30, tzinfo=UTC)),
+    ("0001-01-01T00:00:00-23:59", datetime(1, 1, 1, 23, 59, tzinfo=UTC)),
+    ("9999-12-31T23:59:59+23:59", datetime(9999, 12, 31, 0, 0, 59, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize(("text", "instant"), UTC_INSTANTS, ids=[t for t, _ in UTC_INSTANTS])
+def test_every_rfc3339_form_reads_as_its_utc_instant(text: str, instant: datetime) -> None:
+    """Lowercase t and z, offsets, -00:00, long fractions and leap seconds (read as the last
+    microsecond before the next minute, so they still sort before it)."""
+    job = structure_fn(Job)({"id": "j", "created_at": text, "restarts": [{"timestamp": text}]})
+    assert job.created_at == instant
+    assert job.created_at.tzinfo is UTC
+    assert job.restarts == [Restart(timestamp=instant)]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("0000-01-01T00:00:00Z", "has no year 0"),
+        ("0001-01-01T00:00:00+00:01", "outside years 1 to 9999"),
+        ("9999-12-31T23:59:59-00:01", "outside years 1 to 9999"),
+        ("0001-01-01t00:00:00.5+00:01", "outside years 1 to 9999"),
+    ],
+)
+def test_an_unrepresentable_date_time_fails_when_read_naming_job_and_field(
+    text: str, why: str
+) -> None:
+    """Valid RFC 3339 that Python's datetime cannot hold raises a SieveDecodeError on read; the
+    job's other fields still read."""
+    job = structure_fn(Job)({"id": "job-0", "status": "queued", "started_at": text})
+    assert job.status is JobStatus.QUEUED
+    with pytest.raises(SieveDecodeError, match=rf"'started_at' of Job 'job-0'.*{why}"):
+        _ = job.started_at
+    assert job.completed_at is None
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-02-30T00:00:00Z", "2024-01-01T00:00:00+24:00", "2024-01-01T24:00:61Z", ""]
+)
+def test_an_invalid_date_time_is_refused(text: str) -> None:
+    """What is not a date-time at all stays an error."""
+    job = structure_fn(Job)({"id": "j2", "created_at": text})
+    with pytest.raises(SieveDecodeError, match=r"'created_at' of Job 'j2'.*not an RFC 3339"):
+        _ = job.created_at
