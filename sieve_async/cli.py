@@ -267,10 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--variety",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help=(
             "serve the full range of values the API's OpenAPI document allows: offsets on "
-            "times, nulls, restarts, inputs of any JSON type, big integers (default: off)"
+            "times, nulls, restarts, inputs of any JSON type, big integers (default: on; "
+            "--no-variety serves jobs as the live API usually sends them)"
         ),
     )
 
@@ -802,7 +803,7 @@ async def _demo_command(args: argparse.Namespace) -> int:
             with _Progress(sieve, len(refs)) as progress, open_writer(path, "jsonl", None) as out:
                 result = await export(sieve, refs, out, concurrency=4, on_progress=progress.update)
             retries = sieve.stats.retries
-    _report(result, str(path), f"; {retries} requests retried")
+    _report(result, str(path), f"; {_count(retries, 'request')} retried")
     _error(
         "next: run 'sieve-async fake-server' in another terminal and point "
         "'sieve-async export' (or your own code) at it"
