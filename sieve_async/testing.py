@@ -10,9 +10,10 @@ async with FakeSieve(functions={"sieve/retalker": 1234}, page_cap=100) as fake:
 ```
 
 It serves the five listings with deterministic job histories (the same ``seed`` gives the same
-jobs), in either response shape, with a page-size cap, latency, the API-key check, error bodies
-shaped like the real API's (FastAPI ``{"detail": ...}``), injectable faults (`Faults`), a list
-that moves while it is read (`Mutations`), and a log of every request it served (`requests`).
+jobs) and any job they hold by id (``GET /v2/jobs/{job_id}``), in either response shape, with a
+page-size cap, latency, the API-key check, error bodies shaped like the real API's (FastAPI
+``{"detail": ...}``), injectable faults (`Faults`), a list that moves while it is read
+(`Mutations`), and a log of every request it served (`requests`).
 """
 
 from __future__ import annotations
