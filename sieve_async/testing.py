@@ -10,9 +10,10 @@ async with FakeSieve(functions={"sieve/retalker": 1234}, page_cap=100) as fake:
 ```
 
 It serves the five listings with deterministic job histories (the same ``seed`` gives the same
-jobs), in either response shape, with a page-size cap, latency, the API-key check, error bodies
-shaped like the real API's (FastAPI ``{"detail": ...}``), injectable faults (`Faults`), a list
-that moves while it is read (`Mutations`), and a log of every request it served (`requests`).
+jobs) and any job they hold by id (``GET /v2/jobs/{job_id}``), in either response shape, with a
+page-size cap, latency, the API-key check, error bodies shaped like the real API's (FastAPI
+``{"detail": ...}``), injectable faults (`Faults`), a list that moves while it is read
+(`Mutations`), and a log of every request it served (`requests`).
 """
 
 from __future__ import annotations
@@ -452,6 +453,7 @@ class _Listing:
         self._inserts = 0
         self._matches: dict[int, array[int]] = {}
         self._views: dict[int | None, _View] = {}
+        self._id_starts: bytes | None = None
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -476,6 +478,48 @@ class _Listing:
 
     def code(self, index: int) -> int:
         return self._statuses[index]
+
+    def _made_id(self, serial: int) -> str:
+        return _uuid4s(self._digest(serial, 64, b"job")[:16])[0]
+
+    def index_of(self, job_id: str) -> int | None:
+        """The index of the made job with id ``job_id`` (removed or not), or None.
+
+        Ids are digests, so the first lookup makes the first six bytes of each distinct job's
+        id (six bytes a job, kept); a lookup is then a search of those bytes. A pooled copy's
+        id ends in its index (see `_made`), which is read back from it.
+        """
+        if self._id_starts is None:
+            distinct = range(min(self._pool, self.count))
+            self._id_starts = b"".join(self._digest(s, 64, b"job")[:6] for s in distinct)
+        try:
+            start = bytes.fromhex(job_id[:8] + job_id[9:13])
+        except ValueError:
+            return None
+        at = self._id_starts.find(start)
+        while at >= 0:
+            if at % 6 == 0 and self._made_id(at // 6) == job_id:
+                return at // 6
+            at = self._id_starts.find(start, at + 1)
+        tail = job_id[-12:]
+        if self._pool < self.count and re.fullmatch("[0-9a-f]{12}", tail):
+            index = int(tail, 16)
+            slot = self._made_id(index % self._pool)
+            if self._pool <= index < self.count and slot[:-12] == job_id[:-12]:
+                return index
+        return None
+
+    def find(self, job_id: str) -> _Inserted | int | None:
+        """The job with id ``job_id`` in the listing now (an inserted one, or the index of a
+        made one), or None: never made, or removed since."""
+        for entry in self.head:
+            if entry.job["id"] == job_id:
+                return entry
+        index = self.index_of(job_id)
+        if index is None:
+            return None
+        at = bisect_left(self.removed, index)
+        return None if at < len(self.removed) and self.removed[at] == index else index
 
     def _made(self, index: int, serial: int, created_us: int, status: str) -> dict[str, Any]:
         """The job made for ``serial`` (its index, or its pool slot), created at ``created_us``."""
@@ -793,6 +837,7 @@ class _HangUp(Exception):
 _ROUTES: Final = (
     ("/v2/functions", "_functions"),
     ("/v2/jobs", "_all_jobs"),
+    ("/v2/jobs/{job_id}", "_job"),
     ("/v2/functions/{owner}/{name}/jobs", "_jobs"),
     ("/v2/functions/{owner}/{name}/versions", "_versions"),
     ("/v2/functions/{owner}/{name}/versions/{version}/jobs", "_jobs"),
@@ -1180,14 +1225,19 @@ class FakeSieve:
             transport.abort()
         return stream
 
-    async def _guarded(self, request: _Asked, handler: Any, *, listing: bool) -> web.StreamResponse:
+    async def _guarded(
+        self, request: _Asked, handler: Any, *, listing: bool, query: Any = None
+    ) -> web.StreamResponse:
+        """``handler`` of what ``query`` (default: `_window`) reads of the request, with the
+        latency, auth, faults and request log every route shares."""
         record = self._record(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             # As FastAPI does: the key, then the query, then the handler (which may 404).
             early = await self._begin(request, listing=listing)
-            window = self._window(request) if early is None else early
+            read = self._window if query is None else query
+            window = read(request) if early is None else early
             response: web.StreamResponse = (
                 window if isinstance(window, web.StreamResponse) else await handler(window)
             )
@@ -1229,6 +1279,30 @@ class FakeSieve:
             )
 
         return await self._guarded(request, handle, listing=True)
+
+    async def _job(self, request: _Asked) -> web.StreamResponse:
+        """One job by id, without the first ``offset`` of its outputs (a negative ``offset``
+        excludes none); 404 for a job no listing holds now."""
+
+        def outputs_offset(request: _Asked) -> int | web.Response:
+            return _query_number(request.query, "offset", 0, None)
+
+        async def handle(offset: int) -> web.StreamResponse:
+            job_id = request.match_info["job_id"]
+            for listing in self._listings.values():
+                entry = listing.find(job_id)
+                if entry is not None:
+                    break
+            else:
+                return _detail(404, "Job not found.")
+            if offset <= 0:
+                body = entry.encoded if isinstance(entry, _Inserted) else listing.encoded(entry)
+            else:
+                job = entry.job if isinstance(entry, _Inserted) else listing.job(entry)
+                body = _encode({**job, "outputs": job["outputs"][offset:]})
+            return web.Response(body=body, content_type="application/json")
+
+        return await self._guarded(request, handle, listing=False, query=outputs_offset)
 
     async def _all_jobs(self, request: _Asked) -> web.StreamResponse:
         async def handle(window: tuple[int, int]) -> web.StreamResponse:

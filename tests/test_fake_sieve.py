@@ -1,4 +1,4 @@
-"""FakeSieve itself: its pool of repeated jobs, and its in-memory transport."""
+"""FakeSieve itself: its pool of repeated jobs, its in-memory transport, and one job by id."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from sieve_async import SieveClient
+from sieve_async import SieveClient, SieveNotFoundError
 from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
 
 pytestmark = pytest.mark.anyio
@@ -111,6 +111,7 @@ async def test_a_million_jobs_are_made_as_they_are_served(serve: Any) -> None:
             listing = other.list_function_jobs("sieve", "big", offset=999_700)
             assert ([job.raw for job in await listing.collect()] == [j.raw for j in tail]) is same
 
+
 def _status_of(jobs: list[dict[str, Any]], status: str) -> list[dict[str, Any]]:
     return [job for job in jobs if job["status"] == status]
 
@@ -151,6 +152,59 @@ async def test_insertions_and_removals_show_in_every_view(serve: Any, status: st
         for offset in (0, 1, 37, len(merged) // 2, len(merged) - 3, len(merged)):
             page = await sieve.list_jobs(offset=offset, max_items=25, status=status).collect()
             assert [job.raw for job in page] == merged[offset : offset + 25]
+
+
+@pytest.mark.parametrize("http", [False, True], ids=["in-memory", "http"])
+@pytest.mark.parametrize("options", [{}, {"pool_size": 7}, {"variety": True}])
+async def test_get_job_returns_the_job_the_listing_serves(
+    serve: Any, http: bool, options: dict[str, Any]
+) -> None:
+    """``GET /v2/jobs/{job_id}`` serves each job as its listing does (a pooled copy, an
+    inserted job too); a job removed since, or never made, is the document's 404."""
+    functions = {"sieve/a": 60, "acme/b": 25}
+    async with serve(http=http, functions=functions, seed=4, **options) as (fake, sieve):
+        fake.insert_jobs("acme/b", 2)
+        removed = [fake.remove_job("sieve/a", 30), fake.remove_job("acme/b", 0)]
+        listed = await sieve.list_jobs().collect()
+        assert len(listed) == 60 + 25 + 2 - 2
+        for job in listed:
+            assert (await sieve.get_job(job.id)).raw == job.raw
+        finished = next(job for job in listed if job.outputs)
+        fake.requests.clear()
+        await sieve.get_job(finished.id)
+        outputs = str(len(finished.raw["outputs"]))
+        assert [r.query for r in fake.requests] == [{}, {"offset": outputs}]
+        assert [r.status for r in fake.requests] == [200, 200]
+        for gone in [*removed, "43d7add5-61cf-44ad-aac8-c5d14c642bb4", "no-such-job"]:
+            with pytest.raises(SieveNotFoundError, match=r"Job not found\.") as caught:
+                await sieve.get_job(gone)
+            assert caught.value.status == 404
+
+
+async def test_get_job_offset_excludes_the_first_outputs() -> None:
+    """``offset`` (the document's only query parameter here) drops that many outputs; 0 or
+    below drops none; a value that is not an integer is a 422 naming it."""
+    import aiohttp
+
+    async with (
+        FakeSieve(functions={"sieve/a": 200}, seed=2) as fake,
+        aiohttp.ClientSession(fake.url, headers={"X-API-Key": fake.api_key}) as session,
+    ):
+        job = next(job for job in fake.jobs("sieve/a") if len(job["outputs"]) == 2)
+
+        async def get(query: str) -> tuple[int, Any]:
+            async with session.get(f"/v2/jobs/{job['id']}?{query}") as response:
+                return response.status, await response.json()
+
+        assert await get("") == (200, job)
+        assert await get("offset=-3") == (200, job)
+        assert await get("offset=1") == (200, {**job, "outputs": job["outputs"][1:]})
+        assert await get("offset=2") == (200, {**job, "outputs": []})
+        status, body = await get("offset=x")
+        assert status == 422
+        assert [(d["loc"], d["type"]) for d in body["detail"]] == [
+            (["query", "offset"], "int_parsing")
+        ]
 
 
 async def test_pool_size_still_repeats_contents_with_times_in_order(serve: Any) -> None:
@@ -475,9 +529,7 @@ async def test_variety_serves_the_full_range_reproducibly() -> None:
     assert kinds(plain) == {"naive", "none"}
     big = json.loads(first["/v2/jobs"])["data"]
     assert any(
-        isinstance(value, int) and value >= 2**64
-        for job in big
-        for value in job["inputs"].values()
+        isinstance(value, int) and value >= 2**64 for job in big for value in job["inputs"].values()
     )
 
 

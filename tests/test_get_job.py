@@ -1,5 +1,6 @@
 """``SieveClient.get_job``: ``GET /v2/jobs/{job_id}``, following the output offset until every
-output is in. FakeSieve does not serve this endpoint: a small aiohttp.web app does."""
+output is in, against a small aiohttp.web app that sends outputs a part at a time (FakeSieve
+sends them all at once; tests/test_fake_sieve.py reads jobs from it)."""
 
 from __future__ import annotations
 
