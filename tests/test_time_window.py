@@ -47,14 +47,19 @@ async def test_until_and_since_as_iso_strings_keep_a_half_open_window(serve: Any
         assert [job.id for job in await mine.collect()] == wanted
 
 
-async def test_max_items_counts_the_jobs_in_the_window(serve: Any) -> None:
-    """max_items counts the jobs delivered, not the ones left out before the window."""
+@pytest.mark.parametrize("max_items", [5, 8, 15])
+async def test_max_items_counts_the_jobs_in_the_window(serve: Any, max_items: int) -> None:
+    """max_items counts the jobs delivered, not the ones left out before the window, within a
+    page or across pages."""
     async with serve(functions={"sieve/a": 100}) as (fake, sieve):
         jobs = fake.jobs("sieve/a")
         paginator = sieve.list_function_jobs(
-            "sieve", "a", until=created(jobs[30]), max_items=5, page_size=7
+            "sieve", "a", until=created(jobs[30]), max_items=max_items, page_size=7
         )
-        assert [job.id for job in await paginator.collect()] == [j["id"] for j in jobs[31:36]]
+        wanted = [j["id"] for j in jobs[31 : 31 + max_items]]
+        assert [job.id for job in await paginator.collect()] == wanted
+        # It stops once max_items are in: 6 new jobs a page (7, less the overlap).
+        assert len(fake.listing_requests()) <= (31 + max_items) // 6 + 2
 
 
 async def test_a_window_resumes_from_its_checkpoint(serve: Any) -> None:
