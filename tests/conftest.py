@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import SieveClient
 from sieve_async.testing import FakeSieve
@@ -89,19 +90,10 @@ def serve_payloads() -> Callable[..., Any]:
     @asynccontextmanager
     async def serve_() -> AsyncIterator[tuple[Payloads, SieveClient]]:
         payloads = Payloads()
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", payloads.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            async with SieveClient(
-                api_key="k", base_url=f"http://127.0.0.1:{port}", **FAST_RETRIES
-            ) as sieve:
-                yield payloads, sieve
-        finally:
-            await runner.cleanup()
+        async with (
+            app_server({"/{tail:.*}": payloads.handle}) as url,
+            SieveClient(api_key="k", base_url=url, **FAST_RETRIES) as sieve,
+        ):
+            yield payloads, sieve
 
     return serve_

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import FunctionRef, SieveClient, SieveNotFoundError
 from sieve_async._tasks import TaskRegistry
@@ -478,23 +479,14 @@ async def test_fanout_stop_drops_a_page_of_that_listing_already_on_its_way() -> 
         body = {"data": [{"id": i} for i in page], "next_offset": -1 if end else offset + len(page)}
         return web.Response(body=json.dumps(body), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/v2/functions/{owner}/{name}/jobs", jobs_route)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with SieveClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as sieve:
-            jobs = sieve.list_jobs_for_functions(["o/f"], buffer_size=1)
-            taken = [(await anext(jobs))[1].id for _ in range(5)]
-            await third_request.wait()
-            jobs.stop("o/f")
-            taken += [job.id async for _, job in jobs]
-            assert taken == ids[:5]
-            assert jobs.checkpoints == {"o/f": "done"}
-            assert jobs.completed == []
-            assert running_tasks(sieve) == 0
-    finally:
-        await runner.cleanup()
+    routes = {"/v2/functions/{owner}/{name}/jobs": jobs_route}
+    async with app_server(routes) as url, SieveClient(api_key="k", base_url=url) as sieve:
+        jobs = sieve.list_jobs_for_functions(["o/f"], buffer_size=1)
+        taken = [(await anext(jobs))[1].id for _ in range(5)]
+        await third_request.wait()
+        jobs.stop("o/f")
+        taken += [job.id async for _, job in jobs]
+        assert taken == ids[:5]
+        assert jobs.checkpoints == {"o/f": "done"}
+        assert jobs.completed == []
+        assert running_tasks(sieve) == 0

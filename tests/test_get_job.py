@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import (
     SieveClient,
@@ -61,16 +62,8 @@ async def job_server(
         body = orjson.dumps({**job_with(OUTPUTS[offset:end]), "id": answer_id})
         return web.Response(body=body, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/v2/jobs/{job_id}", get_job)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", asked
-    finally:
-        await runner.cleanup()
+    async with app_server({"/v2/jobs/{job_id}": get_job}) as url:
+        yield url, asked
 
 
 async def test_get_job_follows_the_output_offset_until_every_output_is_in() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import SieveClient, SieveDecodeError, SievePaginationError
 from sieve_async.testing import FakeSieve
@@ -36,18 +37,11 @@ async def hostile(respond: Respond) -> AsyncIterator[tuple[SieveClient, list[int
         body: Any = items if next_offset is None else {"data": items, "next_offset": next_offset}
         return web.Response(body=json.dumps(body), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/v2/functions/{owner}/{name}/jobs", jobs)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with SieveClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as sieve:
-            yield sieve, asked
-    finally:
-        await runner.cleanup()
+    async with (
+        app_server({"/v2/functions/{owner}/{name}/jobs": jobs}) as url,
+        SieveClient(api_key="k", base_url=url) as sieve,
+    ):
+        yield sieve, asked
 
 
 def jobs_of(ids: list[Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import SieveClient, SieveConfigError, SieveRateLimitError
 from sieve_async._transport import parse_retry_after
@@ -240,21 +241,11 @@ async def test_same_origin_redirect_keeps_the_key() -> None:
         hits.append(request.headers.get("X-API-Key") == "k")
         return web.json_response({"data": [{"id": "x"}], "next_offset": -1})
 
-    app = web.Application()
-    app.router.add_get("/v2/functions/sieve/old/jobs", moved)
-    app.router.add_get("/v2/functions/sieve/whisper/jobs", target)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with SieveClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as sieve:
-            jobs = await sieve.list_function_jobs("sieve", "old").collect()
-        assert [job.id for job in jobs] == ["x"]
-        assert hits == [True]
-    finally:
-        await runner.cleanup()
+    routes = {"/v2/functions/sieve/old/jobs": moved, "/v2/functions/sieve/whisper/jobs": target}
+    async with app_server(routes) as url, SieveClient(api_key="k", base_url=url) as sieve:
+        jobs = await sieve.list_function_jobs("sieve", "old").collect()
+    assert [job.id for job in jobs] == ["x"]
+    assert hits == [True]
 
 
 def test_plain_http_refused_except_loopback_or_opt_in() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from servers import app_server
 
 from sieve_async import SieveClient
 
@@ -92,16 +93,8 @@ async def shuffled_listing(jobs: list[dict[str, Any]]) -> AsyncIterator[str]:
             content_type="application/json",
         )
 
-    app = web.Application()
-    app.router.add_get("/v2/functions/sieve/a/jobs", listing)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with app_server({"/v2/functions/sieve/a/jobs": listing}) as url:
+        yield url
 
 
 async def test_a_listing_out_of_order_is_filtered_to_its_end_with_one_warning(

@@ -12,8 +12,7 @@ import ssl
 import subprocess
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from servers import app_server
 from yarl import URL
 
 from sieve_async import (
@@ -44,26 +44,6 @@ pytestmark = pytest.mark.anyio
 KEY = "sk-live-7f3a9c0e5b1d"
 JOBS = "/v2/functions/sieve/a/jobs"
 FAST: dict[str, Any] = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def app_server(
-    routes: dict[str, Handler], ssl_context: ssl.SSLContext | None = None
-) -> AsyncIterator[str]:
-    """A purpose-written aiohttp.web app on a loopback port; yields its origin."""
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_get(path, handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def failure(base_url: str, **options: Any) -> SieveError:
