@@ -10,7 +10,6 @@ holds the output's lock. Those also show that the installed entry point runs.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import gc
 import json
@@ -21,7 +20,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import ThreadedFake
 
 from sieve_async import cli
 from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults, Mutations
@@ -88,51 +87,19 @@ class Server:
         return code
 
 
-class ServedFake:
+class ServedFake(ThreadedFake):
     """A `FakeSieve` served from a thread of its own, for a command run in this thread or in a
     process: the functions and jobs of ``fake-server --functions N --jobs M`` with ``options``."""
 
     def __init__(self, functions: int, jobs: int, **options: Any) -> None:
-        self.fake = FakeSieve(functions=cli._fake_functions(functions, jobs), **options)
+        super().__init__(FakeSieve(functions=cli._fake_functions(functions, jobs), **options))
         self.functions = self.fake.functions
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="fake-sieve", daemon=True)
-        self._thread.start()
-        assert self._ready.wait(timeout=10), "FakeSieve did not start"
-        if self._error is not None:
-            raise self._error
-        self.url = self.fake.url
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by stop() or on start
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with self.fake:
-            self._ready.set()
-            await self._stop.wait()
 
     def variables(self) -> dict[str, str]:
         return {"SIEVE_API_URL": self.url, "SIEVE_API_KEY": DEFAULT_API_KEY}
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.variables()}
-
-    def stop(self) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
-        assert not self._thread.is_alive(), "FakeSieve did not stop"
-        if self._error is not None:
-            raise self._error
 
 
 @pytest.fixture(scope="module")

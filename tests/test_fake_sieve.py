@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
+from servers import ThreadedFake
 
 from sieve_async import SieveClient, SieveNotFoundError
 from sieve_async.testing import DEFAULT_API_KEY, FakeSieve
@@ -278,38 +277,9 @@ CONFORMANCE = schemathesis.openapi.from_path(
 ).include(operation_id=list(LISTINGS))
 
 
-class _ServedFake:
-    """A FakeSieve served on a loopback port from a thread of its own, for a synchronous
-    client (schemathesis sends its requests with ``requests``)."""
-
-    def __init__(self, **options: Any) -> None:
-        self.fake = FakeSieve(functions={"sieve/retalker": 120, "acme/empty": 0}, **options)
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),))
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with self.fake:
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> FakeSieve:
-        self._thread.start()
-        self._ready.wait()
-        return self.fake
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join()
-
-
 @pytest.fixture(scope="module")
 def served_fake() -> Iterator[FakeSieve]:
-    with _ServedFake() as fake:
+    with ThreadedFake(FakeSieve(functions={"sieve/retalker": 120, "acme/empty": 0})) as fake:
         yield fake
 
 

@@ -903,23 +903,28 @@ async def test_announced_length_is_checked_against_the_cap(size: int, cap: int) 
         return web.Response(body=body, content_type="application/json")
 
     async with app_server({JOBS: sized}) as url:
-        if size <= cap:
-            async with SieveClient(
-                api_key=KEY, base_url=url, max_response_bytes=cap, **FAST
-            ) as sieve:
-                jobs = await sieve.list_function_jobs("sieve", "a").collect()
-            assert [job.id for job in jobs] == ["j1"]
-        else:
-            error = await failure(url, max_response_bytes=cap, max_retries=3)
-            assert type(error) is SieveDecodeError
-            assert error.status == 200
-            assert error.attempts == 1
-            assert re.fullmatch(
-                rf"HTTP 200 from {re.escape(url + JOBS)}(\?\S*)?: the body announces 4000 "
-                r"bytes, more than the 3999-byte cap \(max_response_bytes\)",
-                str(error),
-            ), str(error)
+        await read_under_cap(
+            url, size, cap, r"the body announces 4000 bytes, more than the 3999-byte cap"
+        )
     assert hits == 1
+
+
+async def read_under_cap(url: str, size: int, cap: int, refusal: str) -> None:
+    """A body of ``size`` bytes under ``max_response_bytes=cap``: read whole when it fits,
+    otherwise refused at once (not retried) with ``refusal`` in the message."""
+    if size <= cap:
+        async with SieveClient(api_key=KEY, base_url=url, max_response_bytes=cap, **FAST) as sieve:
+            jobs = await sieve.list_function_jobs("sieve", "a").collect()
+        assert [job.id for job in jobs] == ["j1"]
+        return
+    error = await failure(url, max_response_bytes=cap, max_retries=3)
+    assert type(error) is SieveDecodeError
+    assert error.status == 200
+    assert error.attempts == 1
+    assert re.fullmatch(
+        rf"HTTP 200 from {re.escape(url + JOBS)}(\?\S*)?: {refusal} \(max_response_bytes\)",
+        str(error),
+    ), str(error)
 
 
 @pytest.mark.parametrize(("size", "cap"), [(4000, 3999), (4000, 4000)])
@@ -942,22 +947,7 @@ async def test_body_without_length_is_counted_against_the_cap(size: int, cap: in
         return response
 
     async with app_server({JOBS: chunked}) as url:
-        if size <= cap:
-            async with SieveClient(
-                api_key=KEY, base_url=url, max_response_bytes=cap, **FAST
-            ) as sieve:
-                jobs = await sieve.list_function_jobs("sieve", "a").collect()
-            assert [job.id for job in jobs] == ["j1"]
-        else:
-            error = await failure(url, max_response_bytes=cap, max_retries=3)
-            assert type(error) is SieveDecodeError
-            assert error.status == 200
-            assert error.attempts == 1
-            assert re.fullmatch(
-                rf"HTTP 200 from {re.escape(url + JOBS)}(\?\S*)?: the body exceeds the "
-                r"3999-byte cap \(max_response_bytes\)",
-                str(error),
-            ), str(error)
+        await read_under_cap(url, size, cap, r"the body exceeds the 3999-byte cap")
     assert hits == 1
 
 
