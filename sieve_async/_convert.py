@@ -45,7 +45,7 @@ from ._models import (
     WorkerCounts,
 )
 
-__all__ = ["converter", "structure", "structure_eager", "structure_fn"]
+__all__ = ["converter", "parse_timestamp", "structure", "structure_eager", "structure_fn"]
 
 T = TypeVar("T")
 
@@ -167,6 +167,15 @@ def _unrepresentable(text: str, why: str) -> BadValue:
 
 
 converter.register_structure_hook(datetime, _structure_datetime)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 date-time as the models read it, in UTC (a naive one taken as UTC).
+
+    Raises:
+        ValueError: it is not one, or Python cannot hold the instant.
+    """
+    return _structure_datetime(text, datetime)
 
 
 # -- containers --------------------------------------------------------------------------------

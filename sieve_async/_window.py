@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from ._convert import parse_timestamp
+
 __all__ = ["CreatedWindow", "WindowState", "check_window", "created_at", "select"]
 
 logger = logging.getLogger("sieve_async")
@@ -76,7 +78,8 @@ def created_at(raw: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _moment(value, "created_at")
+        # The models' reading, so that a listing and its typed jobs agree on every instant.
+        return parse_timestamp(value)
     except ValueError:
         return None
 

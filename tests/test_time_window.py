@@ -172,3 +172,18 @@ async def test_a_bad_window_is_refused_before_any_request(
         with pytest.raises(TypeError, match=r"list_functions\(\) got an unexpected .* 'since'"):
             sieve.list_functions(since="2025-06-01")  # type: ignore[call-arg]
     assert fake.requests == []
+
+
+async def test_a_window_reads_timestamps_as_the_models_do(serve_payloads: Any) -> None:
+    """RFC 3339 forms the standard library's parser refuses (lowercase t and z, a leap second)
+    are placed in the window like any other, not kept unfiltered."""
+    page = [
+        {"id": "in", "created_at": "2024-12-02t00:00:00z"},
+        {"id": "leap", "created_at": "2024-11-30T23:59:60Z"},
+        {"id": "old", "created_at": "2024-11-01t00:00:00z"},
+    ]
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = page
+        since = datetime(2024, 12, 1, tzinfo=UTC)
+        got = await sieve.list_function_jobs("sieve", "a", since=since).collect()
+    assert [job.id for job in got] == ["in"]
