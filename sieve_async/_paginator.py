@@ -61,7 +61,7 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
         self._cursor = cursor
         self._read_ahead = read_ahead
         self._tasks = tasks
-        self._window = window
+        self._time_window = window
         # With a time window the cursor cannot count toward max_items (it sees the items left
         # out too), so the items kept are counted here.
         self._left = max_items if window is not None else None
@@ -216,14 +216,15 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
 
     def _ended(self) -> bool:
         """The cursor is done, or the time window has passed its ``since``."""
-        window = self._window
-        return self._cursor.done or (window is not None and window.stopped) or self._left == 0
+        time_window = self._time_window
+        passed = time_window is not None and time_window.stopped
+        return self._cursor.done or passed or self._left == 0
 
     def _in_window(self, accepted: Accepted) -> Accepted:
         """The items of ``accepted`` inside the time window (all of them without one)."""
-        if self._window is None:
+        if self._time_window is None:
             return accepted
-        keep = self._window.keep(accepted.items)
+        keep = self._time_window.keep(accepted.items)
         if self._left is not None:
             keep = keep[: self._left]
             self._left -= len(keep)
