@@ -36,7 +36,7 @@ from sieve_async.testing import DEFAULT_API_KEY, FakeSieve, Faults, Mutations
 CLI = str(Path(sys.executable).parent / "sieve-async")
 FUNCTION_KEY = "_sieve_function"
 SEED = 7
-JOBS = 1500
+JOBS = 500
 TIMEOUT = 60
 
 
@@ -104,7 +104,7 @@ class ServedFake(ThreadedFake):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    """A fake-server process: three functions of 1,500 jobs, pages capped at 100, no latency."""
+    """A fake-server process: three functions of 500 jobs, pages capped at 100, no latency."""
     srv = Server("--functions", "3", "--jobs", str(JOBS), "--page-cap", "100", "--seed", str(SEED))
     yield srv
     srv.stop()

@@ -18,7 +18,7 @@ from sieve_async.testing import FakeSieve, Mutations
 
 pytestmark = pytest.mark.anyio
 
-FIFTY = {f"org{i % 5}/fn{i}": 120 + 7 * i for i in range(50)}
+FIFTY = {f"org{i % 5}/fn{i}": 40 + 5 * i for i in range(50)}
 
 
 def running_tasks(sieve: SieveClient) -> int:
