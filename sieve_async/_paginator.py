@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -12,6 +13,7 @@ import anyio
 
 from ._checkpoint import RECENT, Checkpoint, Delivered
 from ._columns import ArrowRows
+from ._exceptions import SieveInvalidRequestError
 from ._models import Job, Page
 from ._paging import NOTHING, Accepted, Cursor, RawPage, Window
 from ._tasks import AsyncClosable, TaskRegistry, cancel_and_wait
@@ -20,6 +22,8 @@ from ._window import WindowState
 __all__ = ["AsyncPaginator"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("sieve_async")
 
 
 def one_shot_error(what: str) -> RuntimeError:
@@ -254,7 +258,19 @@ class AsyncPaginator(AsyncClosable, Generic[T]):
                 self._abandon_inflight()
             if self._read_ahead:
                 await self._top_up(cursor.plan(self._read_ahead + 1)[1:])
-            page = await (prefetched if prefetched is not None else self._fetch(window))
+            try:
+                page = await (prefetched if prefetched is not None else self._fetch(window))
+            except SieveInvalidRequestError:
+                if not cursor.narrow(window):
+                    raise
+                logger.info(
+                    "%s: the server refused limit=%s; asking for page_size=%s from now on",
+                    self._listing,
+                    window.limit,
+                    cursor.page_size,
+                )
+                self._abandon_inflight()
+                continue
             accepted = self._in_window(cursor.feed(window, page))
             if accepted:
                 self._buffer = accepted

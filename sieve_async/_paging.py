@@ -339,6 +339,8 @@ class Cursor:
         #: held only the overlap item may be the end, or a server answering one item per page.
         self._skip_overlap = False
         self._single_item_pages = False
+        #: Overlapping windows ask for ``page_size + 1``, until the server refuses that.
+        self._widen = True
         self._search_offset: int | None = None
         self._search_step = 0
         # Progress guard: requests in a row that delivered nothing and did not get closer.
@@ -379,9 +381,11 @@ class Cursor:
         overlap = 1 if self._overlaps(position, has_last) else 0
         limit = self.page_size
         if has_last and position > 0 and limit is not None:
-            # Room for the overlap item and at least one new one, even at page_size=1; and a
-            # probe at our position (see `feed`) must be able to show more than one item.
-            limit = max(2, limit)
+            # The overlap item is asked for on top of the page, so that it costs no request
+            # (`narrow` stops that where the server refuses the larger limit). Room for the
+            # overlap item and at least one new one, even at page_size=1; and a probe at our
+            # position (see `feed`) must be able to show more than one item.
+            limit = max(2, limit + overlap if self._widen else limit)
         if self.max_items is not None:
             wanted = self.max_items - accepted + overlap
             limit = wanted if limit is None else min(limit, wanted)
@@ -408,15 +412,14 @@ class Cursor:
         windows = [first]
         if self._search_offset is not None or self._skip_overlap or self._scan:
             return windows
-        full = first.limit or self._largest_page
-        if self._cap is not None:
-            full = min(full, self._cap) if full else self._cap
-        if not full:
-            return windows
         position, accepted = self.position, self.accepted
         window = first
         while len(windows) < count:
-            served = min(full, window.limit or full)
+            served = window.limit or self._largest_page
+            if self._cap is not None:
+                served = min(served, self._cap) if served else self._cap
+            if not served:
+                break
             accepted += served - (position - window.offset)
             position = window.offset + served
             if self.max_items is not None and accepted >= self.max_items:
@@ -426,6 +429,23 @@ class Cursor:
                 break
             windows.append(window)
         return windows
+
+    def narrow(self, window: Window) -> bool:
+        """The server refused ``window``: if it was widened by the overlap item, ask for
+        ``page_size`` from now on and return True (ask again); else False (the refusal stands)."""
+        widened = self._widened(window)
+        if widened:
+            self._widen = False
+        return widened
+
+    def _widened(self, window: Window) -> bool:
+        """Whether ``window`` asks for the overlap item on top of ``page_size``."""
+        return (
+            self._widen
+            and self.page_size is not None
+            and window.limit is not None
+            and window.limit > max(2, self.page_size)
+        )
 
     # -- what a page means -------------------------------------------------------------------
 
@@ -603,7 +623,8 @@ class Cursor:
             )
         if accepted.keys and self._maybe_cap is not None:
             self._cap = min(self._cap or self._maybe_cap, self._maybe_cap)
-        self._maybe_cap = count if accepted.keys and count >= 2 else None
+        # A page as long as asked shows no cap: the server gave all it was asked for.
+        self._maybe_cap = count if accepted.keys and 2 <= count < self._asked(window) else None
         return ended, probe
 
     def _short_page_end(
@@ -628,8 +649,12 @@ class Cursor:
         """
         count = len(keys)
         at_delivered = anchor is not None and anchor == count - 1
-        # Shorter than asked, and than the shortest page after which more came.
-        short = count < self._asked(window) and (self._cap is None or count < self._cap)
+        # Shorter than asked, and than the shortest page after which more came. A widened
+        # window counts as asking for page_size: a server whose pages stop at page_size would
+        # otherwise make every full page look short, and a page repeated at every offset
+        # look like the end.
+        asked = self._asked(window) - self._widened(window)
+        short = count < asked and (self._cap is None or count < self._cap)
         if not (at_delivered and short):
             return False, False
         if count == 1:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
-from sieve_async import Function, FunctionVersion, Job, JobStatus
+from sieve_async import Function, FunctionVersion, Job, JobStatus, SieveInvalidRequestError
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +24,8 @@ async def test_server_cap_below_page_size_yields_every_job_once(serve: Any, shap
         jobs = await sieve.list_function_jobs("sieve", "retalker", page_size=500).collect()
         assert [job.id for job in jobs] == [job["id"] for job in fake.jobs("sieve/retalker")]
         assert all(isinstance(job, Job) for job in jobs)
-        assert {r.query["limit"] for r in fake.listing_requests()} == {"500"}
+        # The first page asks for 500; the others for the overlap item on top.
+        assert {r.query["limit"] for r in fake.listing_requests()} == {"500", "501"}
 
 
 @pytest.mark.parametrize("read_ahead", [0, 2])
@@ -142,3 +144,56 @@ async def test_repr_names_the_listing_and_the_offset_delivered(serve: Any) -> No
         assert repr(finished) == (
             "<AsyncPaginator /v2/functions/sieve/a/jobs?status=finished at offset 0>"
         )
+
+
+@pytest.mark.parametrize(("shape", "requests"), [("envelope", 5), ("bare", 6)])
+async def test_the_overlap_item_costs_no_request(serve: Any, shape: str, requests: int) -> None:
+    """500 jobs in pages of 100 take as many requests as a loop without the overlap: five for
+    an envelope (its last page says it is the end), six for a bare array (a sixth page shows
+    it). Each window after the first asks for 101 from the last job delivered."""
+    async with serve(functions={"sieve/a": 500}, shape=shape) as (fake, sieve):
+        jobs = await sieve.list_function_jobs("sieve", "a", page_size=100).collect()
+        assert [job.id for job in jobs] == [job["id"] for job in fake.jobs("sieve/a")]
+        windows = [(r.query["offset"], r.query["limit"]) for r in fake.listing_requests()]
+        assert windows[:5] == [
+            ("0", "100"),
+            ("99", "101"),
+            ("199", "101"),
+            ("299", "101"),
+            ("399", "101"),
+        ]
+        assert len(windows) == requests
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_server_refusing_the_overlap_on_top_is_read_with_pages_of_page_size(
+    serve: Any, shape: str, read_ahead: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server refusing any limit above 100 (422) answers the second window's 101: the
+    listing asks for 100 from then on, says so once at INFO, and delivers every job once;
+    read ahead, the windows already in flight are refused too and nothing else."""
+    async with serve(functions={"sieve/a": 450}, shape=shape, max_limit=100) as (fake, sieve):
+        with caplog.at_level(logging.INFO, logger="sieve_async"):
+            jobs = await sieve.list_function_jobs(
+                "sieve", "a", page_size=100, read_ahead=read_ahead
+            ).collect()
+        assert [job.id for job in jobs] == [job["id"] for job in fake.jobs("sieve/a")]
+        statuses = [(r.query["limit"], r.status) for r in fake.listing_requests()]
+        assert statuses[0] == ("100", 200)
+        refused = [limit for limit, status in statuses if status == 422]
+        assert refused == ["101"] * (1 + read_ahead)
+        assert {limit for limit, status in statuses if status == 200} == {"100"}
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said == [
+        "/v2/functions/sieve/a/jobs: the server refused limit=101; asking for page_size=100 "
+        "from now on"
+    ]
+
+
+async def test_a_refused_page_size_is_still_an_error(serve: Any) -> None:
+    """Narrowing is tried once: a page_size the server refuses outright raises as before."""
+    async with serve(functions={"sieve/a": 450}, max_limit=50) as (fake, sieve):
+        with pytest.raises(SieveInvalidRequestError, match=r"query\.limit"):
+            await sieve.list_function_jobs("sieve", "a", page_size=100).collect()
+        assert [r.query["limit"] for r in fake.listing_requests()] == ["100"]

@@ -451,7 +451,8 @@ def test_search_back_doubles_its_step_then_scans_and_gives_up_after_idle_bound(
     with pytest.raises(SievePaginationError) as caught:
         serve_fresh_items_forever(cursor, shape, asked)
     assert [w.offset for w in asked] == [39, 38, 36, 32, 24, 8, 0, *range(10, 150, 10)]
-    assert {w.limit for w in asked} == {10}
+    # The overlapping window asks for the overlap item on top; searching and scanning do not.
+    assert [w.limit for w in asked] == [11] + [10] * 20
     assert cursor.requests == 21
     assert cursor.accepted == 0
     assert cursor.recent_keys(5) == ["y", "x"]
@@ -518,7 +519,7 @@ def test_recent_ids_are_forgotten_a_page_at_a_time_beyond_four_pages(
     for n in range(6):
         page = [{"id": i} for i in range(400 * n - (n > 0), 400 * (n + 1))]
         window = cursor.next_window()
-        assert window == Window(page[0]["id"], page_size)
+        assert window == Window(page[0]["id"], page_size and page_size + (n > 0))
         cursor.feed(window, RawPage(page, BARE))
         remembered.append(len(cursor.recent_keys(10**6)))
     assert remembered == kept
@@ -543,11 +544,12 @@ def test_recent_keys_returns_the_last_ones_across_pages() -> None:
 
 
 def test_first_windows_at_the_head_and_when_resuming_near_it() -> None:
-    """The overlap item and the floor of two items apply only when resuming past the head."""
+    """The overlap item, asked for on top of the page, applies only when resuming past the
+    head."""
     assert Cursor(page_size=1).next_window() == Window(0, 1)
     assert Cursor(page_size=1, offset=0, last_key="x").next_window() == Window(0, 1)
     assert Cursor(page_size=1, offset=1, last_key="x").next_window() == Window(0, 2)
-    assert Cursor(page_size=3, offset=1, last_key="x").next_window() == Window(0, 3)
+    assert Cursor(page_size=3, offset=1, last_key="x").next_window() == Window(0, 4)
     assert Cursor(offset=1, last_key="x").next_window() == Window(0, None)
     assert Cursor(offset=5, last_key="x", max_items=3).next_window() == Window(4, 4)
     assert Cursor(page_size=2, offset=5, max_items=3).next_window() == Window(5, 2)
@@ -556,10 +558,11 @@ def test_first_windows_at_the_head_and_when_resuming_near_it() -> None:
 
 
 def test_plan_follows_full_pages_up_to_max_items() -> None:
-    """25 items of pages of 10: three windows, the last asking only for what is still wanted."""
+    """25 items of pages of 10 (and the overlap item): three windows, the last asking only for
+    what is still wanted."""
     cursor = Cursor(page_size=10, max_items=25)
-    assert cursor.plan(5) == [Window(0, 10), Window(9, 10), Window(18, 7)]
-    assert cursor.plan(2) == [Window(0, 10), Window(9, 10)]
+    assert cursor.plan(5) == [Window(0, 10), Window(9, 11), Window(19, 6)]
+    assert cursor.plan(2) == [Window(0, 10), Window(9, 11)]
     assert cursor.plan(1) == [Window(0, 10)]
     cursor = Cursor(page_size=10, max_items=19)
     assert cursor.plan(5) == [Window(0, 10), Window(9, 10)]
@@ -577,7 +580,7 @@ def test_plan_uses_the_cap_the_server_showed() -> None:
     """Pages of 100 asked, 10 sent while more follows: the plan assumes pages of 10."""
     cursor = Cursor(page_size=100)
     cursor.feed(Window(0, 100), RawPage([{"id": i} for i in range(10)], ENVELOPE, 10))
-    assert cursor.plan(3) == [Window(9, 100), Window(18, 100), Window(27, 100)]
+    assert cursor.plan(3) == [Window(9, 101), Window(18, 101), Window(27, 101)]
     cursor = Cursor(page_size=100, max_items=25)
     cursor.feed(Window(0, 100), RawPage([{"id": i} for i in range(10)], ENVELOPE, 10))
     assert cursor.plan(9) == [Window(9, 16), Window(18, 7)]
@@ -673,14 +676,14 @@ def test_finding_the_anchor_again_after_each_search_is_not_a_stall() -> None:
     ("second_page", "delivered", "then"),
     [
         # The last delivered id places the page even though an earlier one follows it.
-        (["c", "d", "a"], ["d"], Window(4, 3)),
+        (["c", "d", "a"], ["d"], Window(4, 4)),
         # The last delivered id left; an earlier one at the start of the page places it.
-        (["b", "d", "e"], ["d", "e"], Window(4, 3)),
+        (["b", "d", "e"], ["d", "e"], Window(4, 4)),
         # ... or one at its end: nothing new, and the next window follows the page.
-        (["n1", "n2", "b"], [], Window(4, 3)),
+        (["n1", "n2", "b"], [], Window(4, 4)),
         # ... or one in its middle.
-        (["x", "b", "n"], ["n"], Window(4, 3)),
-        # None at all: search back by one.
+        (["x", "b", "n"], ["n"], Window(4, 4)),
+        # None at all: search back by one, asking for a page without the overlap on top.
         (["x", "y", "z"], [], Window(1, 3)),
     ],
 )
@@ -689,8 +692,8 @@ def test_a_page_is_placed_by_the_last_delivered_id_else_by_any_recent_one(
 ) -> None:
     cursor = Cursor(page_size=3)
     cursor.feed(Window(0, 3), RawPage([{"id": i} for i in "abc"], BARE))
-    assert cursor.next_window() == Window(2, 3)
-    accepted = cursor.feed(Window(2, 3), RawPage([{"id": i} for i in second_page], BARE))
+    assert cursor.next_window() == Window(2, 4)
+    accepted = cursor.feed(Window(2, 4), RawPage([{"id": i} for i in second_page], BARE))
     assert accepted.keys == delivered
     assert cursor.next_window() == then
 
@@ -718,10 +721,10 @@ def test_bare_short_page_ending_at_the_last_item_read_ends_at_once() -> None:
     position and nothing after them: asked for just before our position, that is the end."""
     cursor = Cursor(page_size=5)
     assert cursor.feed(Window(0, 5), RawPage(ids(0, 1, 2, 3, 4), BARE)).keys == [0, 1, 2, 3, 4]
-    assert cursor.next_window() == Window(4, 5)
-    assert cursor.feed(Window(4, 5), RawPage(ids(4, 5, 6, 7), BARE)).keys == [5, 6, 7]
-    assert cursor.next_window() == Window(7, 5)
-    assert cursor.feed(Window(7, 5), RawPage(ids(6, 7), BARE)).keys == []
+    assert cursor.next_window() == Window(4, 6)
+    assert cursor.feed(Window(4, 6), RawPage(ids(4, 5, 6, 7), BARE)).keys == [5, 6, 7]
+    assert cursor.next_window() == Window(7, 6)
+    assert cursor.feed(Window(7, 6), RawPage(ids(6, 7), BARE)).keys == []
     assert cursor.done
     assert cursor.requests == 3
 
@@ -772,12 +775,12 @@ def test_envelope_cap_is_the_shortest_page_after_which_more_followed() -> None:
     """Asked for 10, sent 5 then 7 while more follows: the plan assumes pages of 5."""
     cursor = Cursor(page_size=10)
     cursor.feed(Window(0, 10), RawPage(ids(*range(5)), ENVELOPE, 5))
-    cursor.feed(Window(4, 10), RawPage(ids(*range(4, 11)), ENVELOPE, 11))
-    assert cursor.plan(3) == [Window(10, 10), Window(14, 10), Window(18, 10)]
+    cursor.feed(Window(4, 11), RawPage(ids(*range(4, 11)), ENVELOPE, 11))
+    assert cursor.plan(3) == [Window(10, 11), Window(14, 11), Window(18, 11)]
     # A page of two counts as a cap; one of a single item does not (see the probe).
     cursor = Cursor(page_size=10)
     cursor.feed(Window(0, 10), RawPage(ids(0, 1), ENVELOPE, 2))
-    assert cursor.plan(3) == [Window(1, 10), Window(2, 10), Window(3, 10)]
+    assert cursor.plan(3) == [Window(1, 11), Window(2, 11), Window(3, 11)]
 
 
 @pytest.mark.parametrize("length", [2, 5])
@@ -787,20 +790,20 @@ def test_bare_cap_is_learnt_once_more_items_follow_a_short_page(length: int) -> 
     cursor = Cursor(page_size=10)
     cursor.feed(Window(0, 10), RawPage(ids(*range(length)), BARE))
     assert cursor.plan(3) == [
-        Window(length - 1, 10),
-        Window(length - 1 + 9, 10),
-        Window(length - 1 + 18, 10),
+        Window(length - 1, 11),
+        Window(length - 1 + 10, 11),
+        Window(length - 1 + 20, 11),
     ]
     second = cursor.feed(
-        Window(length - 1, 10), RawPage(ids(*range(length - 1, 2 * length - 1)), BARE)
+        Window(length - 1, 11), RawPage(ids(*range(length - 1, 2 * length - 1)), BARE)
     )
     assert second.keys == list(range(length, 2 * length - 1))
     step = length - 1
     start = 2 * length - 2
     assert cursor.plan(3) == [
-        Window(start, 10),
-        Window(start + step, 10),
-        Window(start + 2 * step, 10),
+        Window(start, 11),
+        Window(start + step, 11),
+        Window(start + 2 * step, 11),
     ]
 
 
@@ -864,8 +867,8 @@ def test_probe_showing_the_last_item_then_new_ones_reads_on() -> None:
     listing goes on."""
     cursor = Cursor(page_size=10)
     assert cursor.feed(Window(0, 10), RawPage(ids(0), BARE)).keys == [0]
-    assert cursor.next_window() == Window(0, 10)
-    assert cursor.feed(Window(0, 10), RawPage(ids(0), BARE)).keys == []
+    assert cursor.next_window() == Window(0, 11)
+    assert cursor.feed(Window(0, 11), RawPage(ids(0), BARE)).keys == []
     assert cursor.next_window() == Window(1, 10)
     assert cursor.feed(Window(1, 10), RawPage(ids(0, 1), BARE)).keys == [1]
     assert not cursor.done
@@ -901,7 +904,7 @@ def test_single_recent_item_at_the_head_without_a_last_key_plans_ahead() -> None
     cursor = Cursor(page_size=10, recent=["a"])
     assert cursor.feed(Window(0, 10), RawPage(ids("a"), BARE)).keys == []
     assert not cursor.done
-    assert cursor.plan(3) == [Window(1, 10), Window(10, 10), Window(19, 10)]
+    assert cursor.plan(3) == [Window(1, 10), Window(10, 11), Window(20, 11)]
 
 
 @pytest.mark.parametrize("third", [["x", "d"], ["d", "a"]])
@@ -913,11 +916,11 @@ def test_short_page_ending_at_the_last_delivered_item_not_last_seen_reads_on(
     goes on."""
     cursor = Cursor(page_size=5)
     assert cursor.feed(Window(0, 5), RawPage(ids("a", "b", "c"), BARE)).keys == ["a", "b", "c"]
-    assert cursor.feed(Window(2, 5), RawPage(ids("c", "d", "a"), BARE)).keys == ["d"]
-    assert cursor.next_window() == Window(4, 5)
-    assert cursor.feed(Window(4, 5), RawPage(ids(*third), BARE)).keys == []
+    assert cursor.feed(Window(2, 6), RawPage(ids("c", "d", "a"), BARE)).keys == ["d"]
+    assert cursor.next_window() == Window(4, 6)
+    assert cursor.feed(Window(4, 6), RawPage(ids(*third), BARE)).keys == []
     assert not cursor.done
-    assert cursor.next_window() == Window(5, 5)
+    assert cursor.next_window() == Window(5, 6)
 
 
 def test_short_page_ending_at_the_last_item_seen_further_back_needs_a_second_look() -> None:
@@ -952,10 +955,10 @@ def test_probe_bringing_several_new_items_returns_to_overlapping_windows() -> No
     one delivered again."""
     cursor = Cursor(page_size=10)
     cursor.feed(Window(0, 10), RawPage(ids(0), BARE))
-    cursor.feed(Window(0, 10), RawPage(ids(0), BARE))
+    cursor.feed(Window(0, 11), RawPage(ids(0), BARE))
     assert cursor.next_window() == Window(1, 10)
     assert cursor.feed(Window(1, 10), RawPage(ids(0, 1, 2, 3), BARE)).keys == [1, 2, 3]
-    assert cursor.next_window() == Window(4, 10)
+    assert cursor.next_window() == Window(4, 11)
 
 
 def test_empty_pages_that_say_more_follows_stall_from_the_first() -> None:
@@ -973,8 +976,8 @@ def test_resumed_bare_listing_ends_where_the_first_window_ends_at_the_last_id() 
     """Resuming after id 4: a job landed at the head, so the first window shows [3, 4] and
     nothing after: the end, found without another request."""
     cursor = Cursor(page_size=10, offset=5, last_key=4)
-    assert cursor.next_window() == Window(4, 10)
-    assert cursor.feed(Window(4, 10), RawPage(ids(3, 4), BARE)).keys == []
+    assert cursor.next_window() == Window(4, 11)
+    assert cursor.feed(Window(4, 11), RawPage(ids(3, 4), BARE)).keys == []
     assert cursor.done
 
 

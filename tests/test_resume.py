@@ -109,10 +109,11 @@ async def test_paginator_closed_yields_nothing_more(serve: Any, read_ahead: int)
     ("page_size", "max_items", "read_ahead"),
     [(10, 25, 0), (10, 25, 3), (10, 5, 0), (10, 5, 3), (7, 100, 2), (10, 30, 0), (10, 11, 4)],
 )
-async def test_max_items_never_asks_for_more_than_page_size(
+async def test_max_items_never_asks_for_more_than_a_page_and_its_overlap(
     serve: Any, page_size: int, max_items: int, read_ahead: int
 ) -> None:
-    """With max_items, each request's limit stays within page_size and what is still wanted."""
+    """With max_items, each request's limit stays within page_size (and the overlap item) and
+    what is still wanted."""
     async with serve(functions={"sieve/a": 300}) as (fake, sieve):
         original = [job["id"] for job in fake.jobs("sieve/a")]
         paginator = sieve.list_function_jobs(
@@ -124,8 +125,9 @@ async def test_max_items_never_asks_for_more_than_page_size(
         requests = fake.listing_requests()
         assert requests
         for request in requests:
-            # The overlap of one item may come on top of what is still wanted.
-            assert int(request.query["limit"]) <= min(page_size, max_items + 1), request.query
+            # The overlap of one item may come on top of a page and of what is still wanted.
+            limit = int(request.query["limit"])
+            assert limit <= min(page_size + 1, max_items + 1), request.query
 
 
 @pytest.mark.parametrize("value", [[1], "abc", 3, ("offset", 3)])
