@@ -99,7 +99,7 @@ async def test_backoff_doubles_from_retry_wait_initial_up_to_retry_wait_max(
     caplog.set_level(logging.INFO, logger="sieve_async")
     faults = Faults(schedule={0: "503", 1: "500", 2: "502"})
     async with serve(
-        {"retry_wait_initial": 0.2, "retry_wait_max": 0.5, "max_retries": 3},
+        {"retry_wait_initial": 0.05, "retry_wait_max": 0.125, "max_retries": 3},
         functions={"sieve/a": 5},
         faults=faults,
     ) as (fake, sieve):
@@ -108,9 +108,9 @@ async def test_backoff_doubles_from_retry_wait_initial_up_to_retry_wait_max(
     assert [record.status for record in fake.requests] == [503, 500, 502, 200]
     waits = [r.retry_wait for r in caplog.records if hasattr(r, "retry_wait")]
     assert len(waits) == 3
-    assert 0.2 <= waits[0] <= 0.4
-    assert 0.4 <= waits[1] <= 0.5
-    assert waits[2] == 0.5
+    assert 0.05 <= waits[0] <= 0.1
+    assert 0.1 <= waits[1] <= 0.125
+    assert waits[2] == 0.125
     for wait, before, after in zip(waits, fake.requests, fake.requests[1:], strict=False):
         assert after.started - before.ended >= wait - 0.01
 
