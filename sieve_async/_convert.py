@@ -500,15 +500,32 @@ def _lazy_constructor(cls: type[T]) -> Callable[[Any], T]:
     return make
 
 
+def _whole_constructor(cls: type[T]) -> Callable[[Any], T]:
+    """cattrs' generated function typing every field of ``cls`` (``raw`` left empty); a failure
+    raises whatever the failing hook raised, without saying which field it was."""
+    return cast(
+        Callable[[Any], T],
+        make_dict_structure_fn(
+            cls, converter, raw=override(omit=True), _cattrs_detailed_validation=False
+        ),
+    )
+
+
 def _eager_constructor(cls: type[T]) -> Callable[[Any], T]:
     """cattrs' generated structuring function for ``cls``, with ``raw`` set to the source dict."""
-    base = make_dict_structure_fn(
+    fast = _WHOLE[cls]
+    detailed = make_dict_structure_fn(
         cls, converter, raw=override(omit=True), _cattrs_detailed_validation=True
     )
 
     def structure_with_raw(value: Any) -> T:
         try:
-            instance = base(value, cls)
+            instance = fast(value)
+        except Exception:  # told apart by the detailed run below
+            instance = None
+        try:
+            if instance is None:
+                instance = detailed(value, cls)
         except ClassValidationError as group:
             # The same message reading the first failing field lazily gives.
             with_notes, _ = group.group_exceptions()
@@ -521,11 +538,13 @@ def _eager_constructor(cls: type[T]) -> Callable[[Any], T]:
 
 
 _LAZY: dict[type[Any], Callable[[Any], Any]] = {}
+_WHOLE: dict[type[Any], Callable[[Any], Any]] = {}
 _EAGER: dict[type[Any], Callable[[Any], Any]] = {}
 
-use_hooks(converter.get_structure_hook)
+use_hooks(converter.get_structure_hook, _WHOLE.__getitem__)
 for _cls in IDENTITY:
     _LAZY[_cls] = _lazy_constructor(_cls)
+    _WHOLE[_cls] = _whole_constructor(_cls)
     _EAGER[_cls] = _eager_constructor(_cls)
     converter.register_structure_hook(_cls, lambda value, cls: _LAZY[cls](value))
 

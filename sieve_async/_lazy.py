@@ -12,15 +12,23 @@ slots, every read would go through a Python-level descriptor and the first read 
 would raise and catch an ``AttributeError`` inside it, which measured about twice as slow for a
 consumer reading ``id`` and ``status``.)
 
+A field holding lists, objects or nested models is different: whoever reads one (an exporter,
+an ORM loader, ``attrs.asdict``) nearly always reads the others too, and one descriptor call
+per field costs as much as typing it. So the first read of such a field types every field not
+yet set, in one call of cattrs' generated function for the whole model. Should any field be
+malformed, that pass is dropped and the field read is typed alone, so that each field's error
+surfaces when that field is read, and the other fields still read.
+
 The values come from the one cattrs converter of `sieve_async._convert`, which hands this module
-its hook lookup (`use_hooks`) when it is imported; the models do not import cattrs. The test
-suite checks, property-wise, that every field read this way equals cattrs' eager result.
+its hook lookup and its whole-model functions (`use_hooks`) when it is imported; the models do
+not import cattrs. The test suite checks, property-wise, that every field read this way equals
+cattrs' eager result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_args, get_origin
 
 import attrs
 
@@ -34,7 +42,11 @@ Hook = Callable[[Any, Any], Any]
 #: without a default, so an item lacking one is refused when it arrives, not when it is read).
 IDENTITY: Final[dict[type[Any], tuple[str, ...]]] = {}
 
+#: Structures every field of a model from its raw dict into a new instance, or raises.
+Whole = Callable[[dict[str, Any]], Any]
+
 _hook_for: list[Callable[[Any], Hook]] = []
+_whole_for: list[Callable[[type[Any]], Whole]] = []
 
 
 class BadValue(ValueError):
@@ -54,9 +66,18 @@ class BadValue(ValueError):
         return BadValue(self.problem, step + self.path)
 
 
-def use_hooks(lookup: Callable[[Any], Hook]) -> None:
-    """Take the structuring hook of each field type from ``lookup`` (the converter's)."""
+def use_hooks(lookup: Callable[[Any], Hook], whole: Callable[[type[Any]], Whole]) -> None:
+    """Take the structuring hook of each field type from ``lookup`` (the converter's), and the
+    function typing a whole model from ``whole``."""
     _hook_for[:] = [lookup]
+    _whole_for[:] = [whole]
+
+
+def _composite(tp: Any) -> bool:
+    """Whether values of ``tp`` may hold lists, objects or attrs models."""
+    if get_origin(tp) in (list, dict) or (isinstance(tp, type) and attrs.has(tp)):
+        return True
+    return any(_composite(arg) for arg in get_args(tp))
 
 
 def identity(cls: type[Any], raw: dict[str, Any]) -> str:
@@ -93,13 +114,15 @@ class LazyField:
     kept and both are equal.
     """
 
-    __slots__ = ("_cls", "_default", "_factory", "_hook", "_name", "_type")
+    __slots__ = ("_cls", "_composite", "_default", "_factory", "_hook", "_name", "_type", "_whole")
 
     def __init__(self, cls: type[Any], field: attrs.Attribute[Any]) -> None:
         self._cls = cls
         self._name = field.name
         self._type = field.type
         self._hook: Hook | None = None
+        self._composite = _composite(field.type)
+        self._whole: Whole | None = None
         default: Any = field.default
         self._factory: Callable[[], Any] | None = None
         self._default = default
@@ -115,6 +138,8 @@ class LazyField:
         if instance is None:
             return self
         fields = instance.__dict__
+        if self._composite and self._type_all(fields):
+            return fields[self._name]
         raw = fields["raw"]
         name = self._name
         if name in raw:
@@ -134,6 +159,20 @@ class LazyField:
     def _resolve(self) -> Hook:
         self._hook = _hook_for[0](self._type)
         return self._hook
+
+    def _type_all(self, fields: dict[str, Any]) -> bool:
+        """Set every field not yet set in ``fields`` (an instance's); False if one is malformed."""
+        whole = self._whole
+        if whole is None:
+            whole = self._whole = _whole_for[0](self._cls)
+        try:
+            values: dict[str, Any] = whole(fields["raw"]).__dict__
+        except Exception:
+            return False
+        # What is already set stays: ``raw``, and values a caller may hold.
+        values.update(fields)
+        fields.update(values)
+        return True
 
     def _missing(self) -> Any:
         raise SieveDecodeError(f"a {self._cls.__name__} lacks its required field {self._name!r}")
