@@ -290,6 +290,20 @@ def _optional_hook(tp: Any) -> Hook:
     if fused is not None:
         return fused
     hook = converter.get_structure_hook(inner)
+    fast = _FAST.get(inner)
+    if fast is not None:
+
+        def structure_model_or_none(value: Any, _: Any) -> Any:
+            if value.__class__ is dict:
+                try:
+                    return fast(value)
+                except Exception:  # the nested hook says where
+                    pass
+            elif value is None:
+                return None
+            return hook(value, inner)
+
+        return structure_model_or_none
 
     def structure_optional(value: Any, _: Any) -> Any:
         return None if value is None else hook(value, inner)
@@ -383,10 +397,15 @@ _STATUSES: Final[dict[str, JobStatus]] = {status.value: status for status in Job
 # -- nested models, outputs and inputs ---------------------------------------------------------
 
 
+#: cattrs' generated function of each nested model without detailed validation: from a dict,
+#: the model or an exception that does not say which field failed.
+_FAST: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
+
+
 def _nested_hook(cls: type[Any]) -> Hook:
     """cattrs' generated function for a nested model, refusing anything but a JSON object and
     naming the attribute a failure came from."""
-    fast = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=False)
+    fast = _FAST[cls] = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=False)
     # Detailed validation wraps each field in its own handler, which costs a third more; it
     # runs only once the fast function has failed, to say which field it was.
     detailed = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True)
@@ -417,6 +436,11 @@ def _structure_output(value: Any, _: Any) -> JobIO | list[JobIO]:
     # Job.outputs: items are InputOutput or arrays of InputOutput (OpenAPI schema "Job").
     if value.__class__ is list:
         return cast(list[JobIO], _outputs_list(value, list[JobIO]))
+    if value.__class__ is dict:
+        try:
+            return cast(JobIO, _job_io_fast(value))
+        except Exception:  # the nested hook says where
+            pass
     return cast(JobIO, _job_io(value, JobIO))
 
 
@@ -426,8 +450,8 @@ def _structure_input(value: Any, _: Any) -> Any:
     # is kept as sent, so nothing the API sends is dropped or refused.
     if value.__class__ is dict and not value.keys().isdisjoint(INPUT_OUTPUT_KEYS):
         try:
-            return _job_io(value, JobIO)
-        except BadValue:
+            return _job_io_fast(value)
+        except Exception:  # some property is of another type: not an InputOutput
             return value
     return value
 
@@ -442,6 +466,7 @@ converter.register_structure_hook_factory(_is_dict, _dict_hook)
 for _nested in (FunctionRef, JobIO, Restart, WorkerCounts, Webhook):
     converter.register_structure_hook(_nested, _nested_hook(_nested))
 _job_io = converter.get_structure_hook(JobIO)
+_job_io_fast = _FAST[JobIO]
 _outputs_list = converter.get_structure_hook(list[JobIO])
 converter.register_structure_hook(JobIO | list[JobIO], _structure_output)
 converter.register_structure_hook(JobIO | Any, _structure_input)
