@@ -87,7 +87,10 @@ def run(sizes: Sizes) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {"load_before": _load()}
 
-    _section(f"one listing, {sizes.listing_jobs:,} jobs, page size 500, interleaved", started)
+    _section(
+        f"one listing, {sizes.listing_jobs:,} jobs, page size 500, three reads, interleaved",
+        started,
+    )
     results["listing"] = asyncio.run(listing.run(sizes.listing_jobs, sizes.listing_rounds))
     print(report.markdown(report.rows({"listing": results["listing"]}, targets=False)))
 

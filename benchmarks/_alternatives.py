@@ -1,4 +1,4 @@
-"""The job model in pydantic v2 and msgspec, for the structuring comparison (when installed).
+"""The job model in pydantic v2 and msgspec, for the structuring and listing comparisons.
 
 Both are built from one field table, shaped like `sieve_async.Job` (a job status is a plain
 string here, and ``JobIO.schema`` is left out: it would shadow a pydantic ``BaseModel`` method).
@@ -63,18 +63,17 @@ def _tables(make: Callable[[str, list[Field]], Any], outputs_union: bool) -> Any
     )
 
 
-def _pydantic(raw: list[dict[str, Any]]) -> dict[str, Callable[[], object]]:
+def _pydantic_job() -> Any:
     import pydantic
 
     def make(name: str, fields: list[Field]) -> Any:
         spec = {n: (t, ... if d is REQUIRED else d) for n, t, d in fields}
         return pydantic.create_model(name, **spec)
 
-    validate = _tables(make, outputs_union=True).model_validate
-    return {"pydantic v2 model_validate (eager)": lambda: [validate(item) for item in raw]}
+    return _tables(make, outputs_union=True)
 
 
-def _msgspec(raw: list[dict[str, Any]], body: bytes) -> dict[str, Callable[[], object]]:
+def _msgspec_job() -> Any:
     import msgspec
 
     def make(name: str, fields: list[Field]) -> Any:
@@ -82,7 +81,18 @@ def _msgspec(raw: list[dict[str, Any]], body: bytes) -> dict[str, Callable[[], o
             name, [(n, t) if d is REQUIRED else (n, t, d) for n, t, d in fields]
         )
 
-    job = _tables(make, outputs_union=False)
+    return _tables(make, outputs_union=False)
+
+
+def _pydantic(raw: list[dict[str, Any]]) -> dict[str, Callable[[], object]]:
+    validate = _pydantic_job().model_validate
+    return {"pydantic v2 model_validate (eager)": lambda: [validate(item) for item in raw]}
+
+
+def _msgspec(raw: list[dict[str, Any]], body: bytes) -> dict[str, Callable[[], object]]:
+    import msgspec
+
+    job = _msgspec_job()
     convert = msgspec.convert
     decoder = msgspec.json.Decoder(list[job])
     return {
@@ -99,3 +109,36 @@ def alternatives(raw: list[dict[str, Any]], body: bytes) -> dict[str, Callable[[
     if importlib.util.find_spec("msgspec") is not None:
         ways.update(_msgspec(raw, body))
     return ways
+
+
+def page_decoders() -> dict[str, Callable[[bytes], tuple[list[Any], int | None]]]:
+    """For each installed alternative, a function from a listing's envelope body to its typed
+    jobs and ``next_offset``, decoded as that library's users would: straight from the bytes."""
+    decoders: dict[str, Callable[[bytes], tuple[list[Any], int | None]]] = {}
+    if importlib.util.find_spec("msgspec") is not None:
+        import msgspec
+
+        envelope = msgspec.defstruct(
+            "Envelope", [("data", list[_msgspec_job()]), ("next_offset", int | None, None)]
+        )
+        decode = msgspec.json.Decoder(envelope).decode
+
+        def msgspec_page(body: bytes) -> tuple[list[Any], int | None]:
+            page = decode(body)
+            return page.data, page.next_offset
+
+        decoders["msgspec"] = msgspec_page
+    if importlib.util.find_spec("pydantic") is not None:
+        import pydantic
+
+        model = pydantic.create_model(
+            "Envelope", data=(list[_pydantic_job()], ...), next_offset=(int | None, None)
+        )
+        validate = model.model_validate_json
+
+        def pydantic_page(body: bytes) -> tuple[list[Any], int | None]:
+            page = validate(body)
+            return page.data, page.next_offset
+
+        decoders["pydantic"] = pydantic_page
+    return decoders
