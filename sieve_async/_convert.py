@@ -538,12 +538,13 @@ def _whole_constructor(cls: type[T]) -> Callable[[Any], T]:
 
 def _eager_constructor(cls: type[T]) -> Callable[[Any], T]:
     """cattrs' generated structuring function for ``cls``, with ``raw`` set to the source dict."""
-    fast = _WHOLE[cls]
+    fast: Callable[[Any], T] = _WHOLE[cls]
     detailed = make_dict_structure_fn(
         cls, converter, raw=override(omit=True), _cattrs_detailed_validation=True
     )
 
     def structure_with_raw(value: Any) -> T:
+        instance: T | None
         try:
             instance = fast(value)
         except Exception:  # told apart by the detailed run below

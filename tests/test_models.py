@@ -178,6 +178,47 @@ def test_converter_structure_is_lazy() -> None:
     assert odd.status == "paused" and not isinstance(odd.status, JobStatus)
 
 
+def test_reading_a_nested_field_types_the_whole_job_once() -> None:
+    """The first read of a list, object or nested field sets every field at once, equal to the
+    eager result; a value read before keeps its identity."""
+    raw = {
+        "id": "j1",
+        "status": "finished",
+        "created_at": "2024-12-15T01:41:59.195000",
+        "function": {"name": "retalker", "owner_name": "sieve"},
+        "inputs": {"video": {"type": "sieve.Video", "data": {"url": "u"}}},
+        "outputs": [{"type": "str", "data": "done"}],
+        "error": "",
+    }
+    job = structure_fn(Job)(raw)
+    created = job.created_at
+    assert set(vars(job)) == {"raw", "id", "status", "created_at"}
+    inputs = job.inputs
+    assert set(vars(job)) == {"raw", *JOB_FIELDS}
+    assert job.created_at is created
+    assert job.inputs is inputs
+    assert job.raw is raw
+    assert job == structure_eager(raw, Job)
+    assert job.outputs == [JobIO(type="str", data="done")]
+
+
+def test_a_malformed_field_leaves_the_others_readable_one_by_one() -> None:
+    """With one field malformed, reading another nested field types that field alone, and the
+    malformed one still raises when it is read, naming itself."""
+    raw = {
+        "id": "j9",
+        "created_at": "yesterday",
+        "inputs": {"n": {"type": "int", "data": 3}},
+        "restarts": [{"reason": "spot"}],
+    }
+    job = structure_fn(Job)(raw)
+    assert job.inputs == {"n": JobIO(type="int", data=3)}
+    assert job.restarts == [Restart(reason="spot")]
+    assert set(vars(job)) == {"raw", "id", "inputs", "restarts"}
+    with pytest.raises(SieveDecodeError, match=r"'created_at' of Job 'j9'.*not an RFC 3339"):
+        _ = job.created_at
+
+
 def test_missing_optional_fields_take_defaults() -> None:
     """A job with only an id reads every other field as the model's default."""
     job = structure_fn(Job)({"id": "only"})
