@@ -357,9 +357,11 @@ def _is_id(tp: Any) -> bool:
 
 def _structure_id(value: Any, _: Any) -> str:
     # The paging layer accepts integer ids (`_paging.is_id`); one reads as its decimal text.
+    if value.__class__ is str:
+        return value
     if value.__class__ is int:
         return str(value)
-    return _structure_str(value, str)
+    raise _wrong_type(value, "a string")
 
 
 def _enum_of(tp: Any) -> type[enum.StrEnum] | None:
