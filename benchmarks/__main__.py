@@ -57,7 +57,8 @@ QUICK = Sizes(
 )
 FULL = Sizes(
     listing_jobs=100_000,
-    listing_rounds=9,
+    # 19 contenders a round (six ways, three reads, and read-ahead).
+    listing_rounds=5,
     structuring_number=20,
     structuring_repeat=7,
     functions=32,
