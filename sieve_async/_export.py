@@ -26,10 +26,18 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol, Required, TypedDict, Unpack, cast
+from typing import IO, Any, Final, Literal, Protocol, Required, Self, TypedDict, Unpack, cast
 
 import attrs
 import orjson
@@ -39,7 +47,8 @@ from ._client import SieveClient
 from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row, json_text
 from ._exceptions import SieveDecodeError, SieveError
 from ._fanout import FanOut
-from ._models import FunctionRef, Job
+from ._models import FunctionRef, Job, Page
+from ._paginator import AsyncPaginator
 from ._paging import is_id
 from ._window import CreatedWindow, select
 
@@ -918,15 +927,27 @@ def _fan_out(
     concurrency: int,
     status: str | None,
     page_size: int | None,
-) -> FanOut:
-    """The fan-out over ``todo``, each listing resumed from its checkpoint in ``state``."""
+) -> FanOut | _OneListing:
+    """The fan-out over ``todo``, each listing resumed from its checkpoint in ``state``; one
+    listing alone is read with read-ahead instead (`_OneListing`)."""
     resume = {
         str(ref): checkpoint
         for ref in todo
         if (checkpoint := state.listings[str(ref)].checkpoint) is not None
     }
-    # No read-ahead in the fan-out: at most `concurrency` requests in flight.
     try:
+        if len(todo) == 1 and concurrency > 1:
+            ref = todo[0]
+            paginator = sieve.list_function_jobs(
+                ref.owner_name,
+                ref.name,
+                status=status,
+                page_size=page_size,
+                resume=resume.get(str(ref)),
+                read_ahead=min(ONE_LISTING_READ_AHEAD, concurrency - 1),
+            )
+            return _OneListing(ref, paginator, resume.get(str(ref)))
+        # No read-ahead in the fan-out: at most `concurrency` requests in flight.
         return sieve.list_jobs_for_functions(
             todo,
             concurrency=concurrency,
@@ -942,6 +963,69 @@ def _fan_out(
         # listing (or status) than the one it is resumed for.
         where = "the resume state" if state_path is None else str(state_path)
         raise StateError(f"{where} does not fit this export: {exc}") from exc
+
+
+#: Pages fetched ahead of the one being written when an export reads a single listing.
+ONE_LISTING_READ_AHEAD: Final = 2
+
+
+class _OneListing:
+    """One listing with the part of `FanOut`'s interface the export loop uses.
+
+    A fan-out has one request in flight per listing, so an export of a single listing would
+    wait for each page while the server makes it, then make the server wait while it writes.
+    Read-ahead lets the two overlap (the request slots the fan-out would leave idle), with the
+    same checkpoints: each page is handed out whole, so its checkpoint covers all of it.
+    """
+
+    def __init__(
+        self, ref: FunctionRef, paginator: AsyncPaginator[Job], resumed: Checkpoint | None
+    ) -> None:
+        self._ref = ref
+        self._paginator = paginator
+        self._checkpoint = resumed
+        self.done: set[FunctionRef] = set()
+        self.failures: list[tuple[FunctionRef, SieveError]] = []
+        self._pages: AsyncIterator[Page[Job]] | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._paginator.aclose()
+
+    def pages(self) -> Self:
+        """``(ref, jobs)`` a page at a time; a failure is recorded in `failures`, as
+        ``on_error="continue"`` does."""
+        self._pages = self._paginator.pages()
+        return self
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> tuple[FunctionRef, Sequence[Job]]:
+        ref = self._ref
+        if ref in self.done or self.failures or self._pages is None:
+            raise StopAsyncIteration
+        try:
+            page = await anext(self._pages)
+        except StopAsyncIteration:
+            self.done.add(ref)
+            raise
+        except SieveError as error:
+            logger.info("listing %s failed: %s", ref, error)
+            self.failures.append((ref, error))
+            raise StopAsyncIteration from None
+        self._checkpoint = page.checkpoint_after(len(page.items))
+        return ref, page.items
+
+    def stop(self, ref: FunctionRef) -> None:
+        """End the listing: no more of its pages are handed out, and it counts as done."""
+        self.done.add(ref)
+
+    def checkpoint_of(self, ref: FunctionRef) -> Checkpoint | Literal["done"] | None:
+        """``"done"``, or the checkpoint after the last page handed out (or resumed from)."""
+        return "done" if ref in self.done else self._checkpoint
 
 
 class _Window:
@@ -1012,7 +1096,7 @@ def _record(listing: ListingState, checkpoint: Checkpoint | Literal["done"] | No
         listing.checkpoint = checkpoint
 
 
-def _tally(result: ExportResult, jobs_by_page: FanOut, listings: int) -> None:
+def _tally(result: ExportResult, jobs_by_page: FanOut | _OneListing, listings: int) -> None:
     """Bring the listing counts of ``result`` up to date; runs after every page, so it only
     counts (the list of completed listings is made once, at the end)."""
     finished = jobs_by_page.done
