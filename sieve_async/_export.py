@@ -44,7 +44,15 @@ import orjson
 
 from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
-from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row, json_text
+from ._columns import (
+    CSV_COLUMNS,
+    FUNCTION_KEY,
+    TIMESTAMP_FIELDS,
+    ArrowRows,
+    flat_row,
+    json_text,
+    utc_text,
+)
 from ._exceptions import SieveDecodeError, SieveError
 from ._fanout import FanOut
 from ._models import FunctionRef, Job, Page
@@ -165,7 +173,8 @@ class _StreamWriter:
 
 
 class JsonlWriter(_StreamWriter):
-    """One line per job: the server's object unchanged, plus ``FUNCTION_KEY``.
+    """One line per job: the server's object, plus ``FUNCTION_KEY``, with its timestamps as
+    UTC text (`utc_text`).
 
     Args:
         stream: a binary stream positioned at ``length``.
@@ -179,7 +188,16 @@ class JsonlWriter(_StreamWriter):
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         name = str(ref)
         option = orjson.OPT_APPEND_NEWLINE
-        self._emit(b"".join(json_text({**job.raw, FUNCTION_KEY: name}, option) for job in jobs))
+        lines = []
+        for job in jobs:
+            raw = job.raw
+            line = {**raw, FUNCTION_KEY: name}
+            for key in TIMESTAMP_FIELDS:
+                value = raw.get(key)
+                if value is not None:
+                    line[key] = utc_text(value)
+            lines.append(json_text(line, option))
+        self._emit(b"".join(lines))
 
 
 class CsvWriter(_StreamWriter):
@@ -222,10 +240,10 @@ def _defuse(cell: Any) -> Any:
 
 
 class ParquetWriter:
-    """Parquet through pyarrow: the CSV columns, with the timestamps as UTC timestamps.
+    """Parquet through pyarrow: the CSV columns, typed as `arrow_schema` says.
 
-    Rows are buffered and written as row groups of ``row_group_size``; the file is only
-    readable once `close` has run.
+    Rows are buffered as Arrow record batches and written as row groups of about
+    ``row_group_size``; the file is only readable once `close` has run.
 
     Raises:
         ImportError: pyarrow is not installed (the ``parquet`` extra).
@@ -257,7 +275,7 @@ class ParquetWriter:
     def _flush_rows(self) -> None:
         table = self._take_table()
         if table is not None:
-            self._file.write_table(table)
+            self._file.write_table(table, row_group_size=table.num_rows)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -356,10 +374,12 @@ class ParquetPartsWriter(ParquetWriter):
             for index in range(self._next):
                 tables.append(self._pq.read_table(self._dir / _part_name(index)))
                 if sum(table.num_rows for table in tables) >= self._row_group_size:
-                    out.write_table(self._pa.concat_tables(tables))
+                    table = self._pa.concat_tables(tables)
+                    out.write_table(table, row_group_size=table.num_rows)
                     tables = []
             if tables:
-                out.write_table(self._pa.concat_tables(tables))
+                table = self._pa.concat_tables(tables)
+                out.write_table(table, row_group_size=table.num_rows)
         with open(tmp, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(tmp, self._path)
