@@ -64,6 +64,7 @@ JOB_FIELDS: Final = (
 )
 CSV_COLUMNS: Final = (FUNCTION_KEY, *JOB_FIELDS, EXTRA_KEY)
 _KNOWN_FIELDS: Final = frozenset(JOB_FIELDS)
+_CONTAINERS: Final = frozenset((dict, list))
 #: The fields of a job that are timestamps, written in UTC in every format.
 TIMESTAMP_FIELDS: Final = ("created_at", "started_at", "completed_at")
 _TIMESTAMP_COLUMNS: Final = tuple(CSV_COLUMNS.index(name) for name in TIMESTAMP_FIELDS)
@@ -133,6 +134,13 @@ def _text(values: Iterable[Any]) -> list[str | None]:
     ]
 
 
+def _extra(raw: dict[str, Any]) -> str | None:
+    """The fields of ``raw`` this version does not model, as JSON text (``None``: none)."""
+    if raw.keys() <= _KNOWN_FIELDS:
+        return None
+    return json_text({k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}).decode()
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json_text(value).decode()
 
@@ -142,11 +150,13 @@ def flat_row(function: str | None, job: Job) -> list[Any]:
     values as JSON text."""
     raw = job.raw
     row: list[Any] = [function]
-    row.extend(_scalar_or_json(raw.get(name)) for name in JOB_FIELDS)
+    row += [
+        json_text(value).decode() if value.__class__ in _CONTAINERS else value
+        for value in map(raw.get, JOB_FIELDS)
+    ]
     for index in _TIMESTAMP_COLUMNS:
         row[index] = utc_text(row[index])
-    extra = {k: v for k, v in raw.items() if k not in _KNOWN_FIELDS}
-    row.append(json_text(extra).decode() if extra else None)
+    row.append(_extra(raw))
     return row
 
 
@@ -318,10 +328,7 @@ class ArrowRows:
         columns["children"] = pa.array(
             [_json_or_none(raw.get("children")) for raw in raws], pa.string()
         )
-        extras = [{k: v for k, v in raw.items() if k not in _KNOWN_FIELDS} for raw in raws]
-        columns[EXTRA_KEY] = pa.array(
-            [json_text(extra).decode() if extra else None for extra in extras], pa.string()
-        )
+        columns[EXTRA_KEY] = pa.array([_extra(raw) for raw in raws], pa.string())
         self._batches.append(
             pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
         )

@@ -93,11 +93,14 @@ FORMATS: Final = ("jsonl", "csv", "parquet")
 
 STATE_VERSION: Final = 2
 #: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
-_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS: Final = frozenset(("=", "+", "-", "@", "\t", "\r"))
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 #: Ids of a listing's first jobs a state keeps (`ListingState.head`): enough that an incremental
 #: export still finds where the last one started when a few of them have left the listing.
 HEAD_IDS: Final = 8
+#: Rows of a Parquet row group: pyarrow's writer holds a few times a group's Arrow size while
+#: it encodes one (about 600 bytes a job in Arrow), so this bounds an export's memory.
+ROW_GROUP_SIZE: Final = 10_000
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -226,17 +229,18 @@ class CsvWriter(_StreamWriter):
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         function = str(ref)
-        rows = (flat_row(function, job) for job in jobs)
+        rows = [flat_row(function, job) for job in jobs]
         if not self._raw_formulas:
-            rows = ([_defuse(cell) for cell in row] for row in rows)
+            # Nested values are JSON text starting with { or [: only the server's strings match.
+            starts = _FORMULA_STARTS
+            rows = [
+                [
+                    "'" + cell if cell.__class__ is str and cell[:1] in starts else cell
+                    for cell in row
+                ]
+                for row in rows
+            ]
         self._emit(self._render(rows))
-
-
-def _defuse(cell: Any) -> Any:
-    # Nested values are JSON text starting with { or [, so only the server's strings can match.
-    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
-        return "'" + cell
-    return cell
 
 
 class ParquetWriter:
@@ -249,7 +253,7 @@ class ParquetWriter:
         ImportError: pyarrow is not installed (the ``parquet`` extra).
     """
 
-    def __init__(self, path: Path, *, row_group_size: int = 50_000) -> None:
+    def __init__(self, path: Path, *, row_group_size: int = ROW_GROUP_SIZE) -> None:
         self._setup(row_group_size)
         self._file = self._pq.ParquetWriter(str(path), self._schema)
 
@@ -295,25 +299,32 @@ def parts_dir_for(output: Path) -> Path:
 
 
 def _part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+    return f"part-{index:06d}.arrow"
+
+
+#: The output as it is written, inside the parts folder until `ParquetPartsWriter.assemble`.
+_ASSEMBLING: Final = "assembling.parquet"
 
 
 class ParquetPartsWriter(ParquetWriter):
-    """Parquet that can resume: a complete Parquet file per `sync`, then one file from them.
+    """Parquet that can resume: the rows of each `sync` kept as a part, the output written as
+    they come.
 
     A Parquet file is readable only once its footer is written, so a file being written cannot
-    be continued after a crash. This writer writes the rows buffered since the last `sync` as a
-    part of their own (``part-000000.parquet``, ... in `parts_dir_for` the output), fsync-ed
-    before `sync` returns, so a state saved after it covers whole parts: its length is the
-    parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
-    `assemble` then writes the output from the parts.
+    be continued after a crash. This writer keeps the rows buffered since the last `sync` as a
+    part of their own (Arrow IPC, ``part-000000.arrow``, ... in `parts_dir_for` the output),
+    fsync-ed before `sync` returns, so a state saved after it covers whole parts: its length is
+    the parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
+    The same rows go on into the Parquet output, in row groups of ``row_group_size``, written
+    inside the parts folder; `assemble` finishes it and moves it into place. A resumed writer
+    starts the output again from the parts the state covers.
 
     Args:
         path: the output file `assemble` writes.
         length: bytes of the parts a resumed state covers (parts after those are removed);
             0 starts afresh, removing any parts there are.
         checksum: their sha256, as `verify_parquet_parts` returns it.
-        row_group_size: rows buffered before a part is written without waiting for `sync`.
+        row_group_size: rows of a row group of the output, and at most of a part.
     """
 
     def __init__(
@@ -322,7 +333,7 @@ class ParquetPartsWriter(ParquetWriter):
         *,
         length: int = 0,
         checksum: hashlib._Hash | None = None,
-        row_group_size: int = 50_000,
+        row_group_size: int = ROW_GROUP_SIZE,
     ) -> None:
         self._setup(row_group_size)
         self._path = path
@@ -334,17 +345,41 @@ class ParquetPartsWriter(ParquetWriter):
         while self.length < length:
             self.length += (self._dir / _part_name(self._next)).stat().st_size
             self._next += 1
-        for part in self._dir.glob("part-*.parquet"):
+        for part in self._dir.glob("part-*"):
             if part.name >= _part_name(self._next):
                 part.unlink()
         self._hash = hashlib.sha256() if checksum is None else checksum
+        self._group: list[Any] = []
+        self._group_rows = 0
+        self._output = self._dir / _ASSEMBLING
+        self._file = self._pq.ParquetWriter(str(self._output), self._schema)
+        self._open = True
+        for index in range(self._next):
+            with self._pa.ipc.open_stream(self._dir / _part_name(index)) as part:
+                self._to_output(part.read_all())
+
+    def _to_output(self, table: Any) -> None:
+        """Add ``table`` to the output, writing a row group once one is full."""
+        self._group.append(table)
+        self._group_rows += table.num_rows
+        if self._group_rows >= self._row_group_size:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        if self._group:
+            table = self._pa.concat_tables(self._group)
+            self._file.write_table(table, row_group_size=table.num_rows)
+            self._group, self._group_rows = [], 0
 
     def _flush_rows(self) -> None:
         table = self._take_table()
         if table is None:
             return
+        # Arrow's own format: writing it costs a copy, where Parquet would encode the rows
+        # once more; it is read back only by a resume.
         sink = self._pa.BufferOutputStream()
-        self._pq.write_table(table, sink)
+        with self._pa.ipc.new_stream(sink, self._schema) as stream:
+            stream.write_table(table)
         data = sink.getvalue().to_pybytes()
         with open(self._dir / _part_name(self._next), "wb") as file:
             file.write(data)
@@ -354,6 +389,7 @@ class ParquetPartsWriter(ParquetWriter):
         self._next += 1
         self.length += len(data)
         self._hash.update(data)
+        self._to_output(table)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -364,30 +400,22 @@ class ParquetPartsWriter(ParquetWriter):
 
     def close(self) -> None:
         self._flush_rows()
+        if self._open:
+            self._write_group()
+            self._file.close()
+            self._open = False
 
     def assemble(self) -> None:
-        """Write the output from the parts, in order, replacing it atomically."""
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        with self._pq.ParquetWriter(str(tmp), self._schema) as out:
-            # Parts are as small as the time between two states; row groups need not be.
-            tables: list[Any] = []
-            for index in range(self._next):
-                tables.append(self._pq.read_table(self._dir / _part_name(index)))
-                if sum(table.num_rows for table in tables) >= self._row_group_size:
-                    table = self._pa.concat_tables(tables)
-                    out.write_table(table, row_group_size=table.num_rows)
-                    tables = []
-            if tables:
-                table = self._pa.concat_tables(tables)
-                out.write_table(table, row_group_size=table.num_rows)
-        with open(tmp, "rb+") as file:
+        """Finish the output with every part's rows and move it into place atomically."""
+        self.close()
+        with open(self._output, "rb+") as file:
             os.fsync(file.fileno())
-        os.replace(tmp, self._path)
+        os.replace(self._output, self._path)
         _fsync_directory(self._path.parent)
 
     def remove_parts(self) -> None:
         """Remove the parts, once no state refers to them."""
-        for part in self._dir.glob("part-*.parquet"):
+        for part in self._dir.iterdir():
             part.unlink()
         self._dir.rmdir()
 
