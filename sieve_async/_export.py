@@ -255,7 +255,9 @@ class ParquetWriter:
 
     def __init__(self, path: Path, *, row_group_size: int = ROW_GROUP_SIZE) -> None:
         self._setup(row_group_size)
-        self._file = self._pq.ParquetWriter(str(path), self._schema)
+        self._file = self._pq.ParquetWriter(
+            str(path), self._schema, memory_pool=self._rows.memory_pool
+        )
 
     def _setup(self, row_group_size: int) -> None:
         self._rows = ArrowRows()
@@ -352,7 +354,9 @@ class ParquetPartsWriter(ParquetWriter):
         self._group: list[Any] = []
         self._group_rows = 0
         self._output = self._dir / _ASSEMBLING
-        self._file = self._pq.ParquetWriter(str(self._output), self._schema)
+        self._file = self._pq.ParquetWriter(
+            str(self._output), self._schema, memory_pool=self._rows.memory_pool
+        )
         self._open = True
         for index in range(self._next):
             with self._pa.ipc.open_stream(self._dir / _part_name(index)) as part:
@@ -367,7 +371,7 @@ class ParquetPartsWriter(ParquetWriter):
 
     def _write_group(self) -> None:
         if self._group:
-            table = self._pa.concat_tables(self._group)
+            table = self._pa.concat_tables(self._group, memory_pool=self._rows.memory_pool)
             self._file.write_table(table, row_group_size=table.num_rows)
             self._group, self._group_rows = [], 0
 
@@ -377,7 +381,7 @@ class ParquetPartsWriter(ParquetWriter):
             return
         # Arrow's own format: writing it costs a copy, where Parquet would encode the rows
         # once more; it is read back only by a resume.
-        sink = self._pa.BufferOutputStream()
+        sink = self._pa.BufferOutputStream(memory_pool=self._rows.memory_pool)
         with self._pa.ipc.new_stream(sink, self._schema) as stream:
             stream.write_table(table)
         data = sink.getvalue().to_pybytes()
