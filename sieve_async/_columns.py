@@ -157,8 +157,13 @@ def flat_row(function: str | None, job: Job) -> list[Any]:
 
 
 def function_of(job: Job) -> str | None:
-    """The job's own ``owner/name``, for a listing that is not one function's."""
-    return None if job.function is None else str(job.function)
+    """The job's own ``owner/name``, for a listing that is not one function's (``None`` if
+    it has none, or one that cannot be read)."""
+    try:
+        function = job.function
+    except SieveDecodeError:
+        return None
+    return None if function is None else str(function)
 
 
 def arrow_schema() -> Any:
