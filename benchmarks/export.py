@@ -87,7 +87,8 @@ async def pages(url: str) -> Any:
 
 async def script_jsonl(url: str, path: str) -> int:
     count = 0
-    with open(path, "wb") as out:
+    # Blocking writes, as a script (and the export) does them.
+    with open(path, "wb") as out:  # noqa: ASYNC230
         async for jobs in pages(url):
             lines = []
             for job in jobs:
@@ -106,7 +107,7 @@ def _cell(value: Any) -> Any:
 
 async def script_csv(url: str, path: str) -> int:
     count = 0
-    with open(path, "w", newline="") as out:
+    with open(path, "w", newline="") as out:  # noqa: ASYNC230
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["_sieve_function", *FIELDS, "_extra"])
         async for jobs in pages(url):
@@ -126,9 +127,7 @@ def arrow_schema() -> Any:
         ("type", text), ("name", text), ("data", text), ("description", text),
         ("schema", text), ("run_id", text), ("is_optional", pa.bool_()),
     ]  # fmt: skip
-    restart = pa.struct(
-        [("timestamp", stamp), ("reason", text), ("type", text), ("run_id", text)]
-    )
+    restart = pa.struct([("timestamp", stamp), ("reason", text), ("type", text), ("run_id", text)])
     return pa.schema(
         [
             ("_sieve_function", text), ("id", text), ("function_id", text),
@@ -201,7 +200,11 @@ async def ours(url: str, path: str, fmt: str) -> int:
 
     async with sieve_async.SieveClient(api_key=API_KEY, base_url=url) as sieve:
         result = await sieve_async.export(
-            sieve, [NAME], path, format=fmt, page_size=PAGE_SIZE  # type: ignore[arg-type]
+            sieve,
+            [NAME],
+            path,
+            format=fmt,
+            page_size=PAGE_SIZE,  # type: ignore[arg-type]
         )
     if result.failures:
         raise RuntimeError(f"the export failed: {result.failures}")
@@ -271,7 +274,8 @@ def run(
                 rss[way, fmt].append(report["peak_rss_kib"] / 1024)
             if round_ == 0 and check:
                 for fmt in formats:
-                    check_same_output(fmt, Path(folder, f"ours.{fmt}"), Path(folder, f"script.{fmt}"))
+                    mine, theirs = Path(folder, f"ours.{fmt}"), Path(folder, f"script.{fmt}")
+                    check_same_output(fmt, mine, theirs)
     results: dict[str, Any] = {"jobs": jobs, "rounds": rounds}
     for fmt in formats:
         results[fmt] = {
