@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -217,13 +218,17 @@ async def ours(url: str, path: str, fmt: str) -> int:
 def _one(way: str, fmt: str, url: str, path: str) -> dict[str, Any]:
     if fmt == "parquet":
         import pyarrow.parquet  # noqa: F401 - imported before the clock starts, by both ways
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     if way == "ours":
         jobs = asyncio.run(ours(url, path, fmt))
     else:
         jobs = asyncio.run(SCRIPTS[fmt](url, path))
     seconds = time.perf_counter() - started
-    return {"jobs": jobs, "seconds": seconds, "peak_rss_kib": peak_rss_kib()}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
+    return {"jobs": jobs, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_kib": peak_rss_kib()}
 
 
 def run_one(way: str, fmt: str, url: str, jobs: int, path: Path) -> dict[str, Any]:
@@ -262,6 +267,7 @@ def run(
     contenders = [(way, fmt) for fmt in formats for way in WAYS]
     seconds: dict[tuple[str, str], list[float]] = {c: [] for c in contenders}
     rss: dict[tuple[str, str], list[float]] = {c: [] for c in contenders}
+    cpu: dict[tuple[str, str], list[float]] = {c: [] for c in contenders}
     shuffle = random.Random(seed).shuffle
     with serve({NAME: jobs}, pool_size=POOL) as url, tempfile.TemporaryDirectory() as folder:
         for round_ in range(rounds):
@@ -272,6 +278,7 @@ def run(
                 report = run_one(way, fmt, url, jobs, path)
                 seconds[way, fmt].append(report["seconds"])
                 rss[way, fmt].append(report["peak_rss_kib"] / 1024)
+                cpu[way, fmt].append(report["cpu_seconds"])
             if round_ == 0 and check:
                 for fmt in formats:
                     mine, theirs = Path(folder, f"ours.{fmt}"), Path(folder, f"script.{fmt}")
@@ -282,6 +289,8 @@ def run(
             "ours_s": median(seconds["ours", fmt]),
             "script_s": median(seconds["script", fmt]),
             "ratio": median_ratio(seconds["script", fmt], seconds["ours", fmt]),
+            "ours_cpu_s": median(cpu["ours", fmt]),
+            "script_cpu_s": median(cpu["script", fmt]),
             "ours_rss_mib": max(rss["ours", fmt]),
             "script_rss_mib": max(rss["script", fmt]),
         }
@@ -300,7 +309,8 @@ def lines(results: dict[str, Any]) -> list[str]:
         r = results[fmt]
         out.append(
             f"{fmt:8s} ours ÷ script {r['ratio']:.2f}x (target ≥ {TARGETS[fmt]}); "
-            f"ours {r['ours_s']:.2f} s, script {r['script_s']:.2f} s; peak RSS ours "
+            f"ours {r['ours_s']:.2f} s ({r['ours_cpu_s']:.2f} s CPU), script {r['script_s']:.2f} s "
+            f"({r['script_cpu_s']:.2f} s CPU); peak RSS ours "
             f"{r['ours_rss_mib']:.0f} MiB, script {r['script_rss_mib']:.0f} MiB"
         )
     return out
