@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -280,6 +280,30 @@ def _function(value: Any) -> dict[str, Any] | None:
     return {k: _text([value.get(k)])[0] for k in ("name", "owner_name")}
 
 
+_Convert = Callable[[list[Any]], list[Any]]
+
+
+def _each(convert: Callable[[Any], Any]) -> _Convert:
+    return lambda values: [None if value is None else convert(value) for value in values]
+
+
+#: Each nested column, with a quick and a careful way to make its values Arrow's.
+_NESTED: Final[tuple[tuple[str, _Convert, _Convert], ...]] = (
+    ("function", lambda values: values, _each(_function)),
+    (
+        "inputs",
+        lambda values: [_inputs(value, _io_quick) for value in values],
+        lambda values: [_inputs(value, _io_careful) for value in values],
+    ),
+    (
+        "outputs",
+        lambda values: [_outputs(value, _io_quick) for value in values],
+        lambda values: [_outputs(value, _io_careful) for value in values],
+    ),
+    ("restarts", _each(_restarts), _each(_restarts)),
+)
+
+
 class ArrowRows:
     """Rows of jobs gathered for Arrow: `add` pages of them, `take` a ``pyarrow.Table``.
 
@@ -318,15 +342,8 @@ class ArrowRows:
             columns[name] = self._text_column([raw.get(name) for raw in raws])
         for name in TIMESTAMP_FIELDS:
             columns[name] = self._times(name, [raw.get(name) for raw in raws], jobs, function)
-        columns["function"] = self._nested(raws, "function", lambda value: value, _function)
-        for name, build in (("inputs", _inputs), ("outputs", _outputs)):
-            columns[name] = self._nested(
-                raws,
-                name,
-                lambda value, build=build: build(value, _io_quick),
-                lambda value, build=build: build(value, _io_careful),
-            )
-        columns["restarts"] = self._nested(raws, "restarts", _restarts, _restarts)
+        for name, quick, careful in _NESTED:
+            columns[name] = self._nested(name, [raw.get(name) for raw in raws], quick, careful)
         columns["children"] = self._array(
             [_json_or_none(raw.get("children")) for raw in raws], pa.string()
         )
@@ -369,16 +386,15 @@ class ArrowRows:
             append(_typed_time(job, name, function))
         return self._array(moments, self._stamp)
 
-    def _nested(self, raws: list[dict[str, Any]], name: str, quick: Any, careful: Any) -> Any:
-        """The column ``name`` as its Arrow type: each value made ``quick``ly, or if that does
+    def _nested(self, name: str, values: list[Any], quick: _Convert, careful: _Convert) -> Any:
+        """The column ``name`` as its Arrow type: the values made ``quick``ly, or if that does
         not fit the type, ``careful``ly (values of the wrong JSON type as text, or null)."""
         pa = self._pa
         kind = self.schema.field(name).type
-        values = [raw.get(name) for raw in raws]
         try:
-            return self._array([None if v is None else quick(v) for v in values], kind)
+            return self._array(quick(values), kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError):
-            return self._array([None if v is None else careful(v) for v in values], kind)
+            return self._array(careful(values), kind)
 
     def take(self) -> Any:
         """A ``pyarrow.Table`` of the rows gathered since the last `take` (maybe none)."""
