@@ -384,14 +384,14 @@ class ParquetPartsWriter(ParquetWriter):
         sink = self._pa.BufferOutputStream(memory_pool=self._rows.memory_pool)
         with self._pa.ipc.new_stream(sink, self._schema) as stream:
             stream.write_table(table)
-        data = sink.getvalue().to_pybytes()
+        data = sink.getvalue()
         with open(self._dir / _part_name(self._next), "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         _fsync_directory(self._dir)
         self._next += 1
-        self.length += len(data)
+        self.length += data.size
         self._hash.update(data)
         self._to_output(table)
 
