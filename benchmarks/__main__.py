@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from . import concurrency, listing, memory, report, structuring
+from . import concurrency, export, listing, memory, report, structuring
 
 HERE = Path(__file__).parent
 
@@ -39,6 +39,8 @@ class Sizes:
     concurrency_rounds: int
     rss_small: int
     rss_large: int
+    export_jobs: int = 5_000
+    export_rounds: int = 1
 
 
 QUICK = Sizes(
@@ -69,6 +71,8 @@ FULL = Sizes(
     concurrency_rounds=5,
     rss_small=100_000,
     rss_large=1_000_000,
+    export_jobs=1_000_000,
+    export_rounds=3,
 )
 
 
@@ -147,6 +151,13 @@ def run(sizes: Sizes) -> dict[str, Any]:
         print("(export: this checkout has no `sieve-async export`; skipped)")
     for name, value in results["memory"].items():
         print(f"{name}: {value:.2f}")
+
+    _section(
+        f"exports of {sizes.export_jobs:,} jobs against hand-written scripts, interleaved",
+        started,
+    )
+    results["export"] = export.run(sizes.export_jobs, sizes.export_rounds)
+    print("\n".join(export.lines(results["export"])))
 
     results["load_after"] = _load()
     results["seconds"] = time.perf_counter() - started

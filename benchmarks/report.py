@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .concurrency import FAR_LATENCY, SMALL_PAGE_SIZE
+from .export import TARGETS as EXPORT_TARGETS
 
 
 @attrs.frozen
@@ -102,6 +103,7 @@ def rows(results: dict[str, Any], *, targets: bool = True) -> list[Row]:
                 memory[f"{way}_ratio"] <= 1.2,
             ),
         ]
+    table += _export_rows(results.get("export"))
     if not targets:
         table = [Row(row.figure, row.value) for row in table]
     return table
@@ -129,6 +131,32 @@ def listing_rows(listing: dict[str, Any]) -> list[Row]:
     table.append(
         Row("ours with `read_ahead=1` ÷ floor, reading id", _x(listing["read_ahead_over_floor"]))
     )
+    return table
+
+
+def _export_rows(results: dict[str, Any] | None) -> list[Row]:
+    """`benchmarks.export`: ours ÷ the hand-written script per format, and peak RSS."""
+    if not results:
+        return []
+    table = []
+    jobs = int(results["jobs"])
+    for fmt, target in EXPORT_TARGETS.items():
+        figures = results[fmt]
+        ratio = figures["ratio"]
+        table += [
+            Row(
+                f"export of {jobs:,} jobs to {fmt}: ours ÷ hand-written script (throughput)",
+                _x(ratio),
+                f"≥ {target}",
+                ratio >= target,
+            ),
+            Row(
+                f"export to {fmt}: peak RSS, ours / script",
+                f"{figures['ours_rss_mib']:.0f} / {figures['script_rss_mib']:.0f} MiB",
+                "≤ 100 MiB" if fmt == "parquet" else "",
+                figures["ours_rss_mib"] <= 100 if fmt == "parquet" else None,
+            ),
+        ]
     return table
 
 

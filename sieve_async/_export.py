@@ -26,20 +26,37 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol, Required, TypedDict, Unpack, cast
+from typing import IO, Any, Final, Literal, Protocol, Required, Self, TypedDict, Unpack, cast
 
 import attrs
 import orjson
 
 from ._checkpoint import Checkpoint, parse_checkpoint
 from ._client import SieveClient
-from ._columns import CSV_COLUMNS, FUNCTION_KEY, ArrowRows, flat_row, json_text
+from ._columns import (
+    CSV_COLUMNS,
+    FUNCTION_KEY,
+    TIMESTAMP_FIELDS,
+    ArrowRows,
+    flat_row,
+    json_text,
+    utc_text,
+)
 from ._exceptions import SieveDecodeError, SieveError
 from ._fanout import FanOut
-from ._models import FunctionRef, Job
+from ._models import FunctionRef, Job, Page
+from ._paginator import AsyncPaginator
 from ._paging import is_id
 from ._window import CreatedWindow, select
 
@@ -76,11 +93,14 @@ FORMATS: Final = ("jsonl", "csv", "parquet")
 
 STATE_VERSION: Final = 2
 #: What a spreadsheet may read as the start of a formula (OWASP, "CSV Injection").
-_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS: Final = frozenset(("=", "+", "-", "@", "\t", "\r"))
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 #: Ids of a listing's first jobs a state keeps (`ListingState.head`): enough that an incremental
 #: export still finds where the last one started when a few of them have left the listing.
 HEAD_IDS: Final = 8
+#: Rows of a Parquet row group: pyarrow's writer holds a few times a group's Arrow size while
+#: it encodes one (about 600 bytes a job in Arrow), so this bounds an export's memory.
+ROW_GROUP_SIZE: Final = 10_000
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -156,7 +176,8 @@ class _StreamWriter:
 
 
 class JsonlWriter(_StreamWriter):
-    """One line per job: the server's object unchanged, plus ``FUNCTION_KEY``.
+    """One line per job: the server's object, plus ``FUNCTION_KEY``, with its timestamps as
+    UTC text (`utc_text`).
 
     Args:
         stream: a binary stream positioned at ``length``.
@@ -170,7 +191,16 @@ class JsonlWriter(_StreamWriter):
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         name = str(ref)
         option = orjson.OPT_APPEND_NEWLINE
-        self._emit(b"".join(json_text({**job.raw, FUNCTION_KEY: name}, option) for job in jobs))
+        lines = []
+        for job in jobs:
+            raw = job.raw
+            line = {**raw, FUNCTION_KEY: name}
+            for key in TIMESTAMP_FIELDS:
+                value = raw.get(key)
+                if value is not None:
+                    line[key] = utc_text(value)
+            lines.append(json_text(line, option))
+        self._emit(b"".join(lines))
 
 
 class CsvWriter(_StreamWriter):
@@ -199,32 +229,35 @@ class CsvWriter(_StreamWriter):
 
     def write(self, ref: FunctionRef, jobs: Sequence[Job]) -> None:
         function = str(ref)
-        rows = (flat_row(function, job) for job in jobs)
+        rows = [flat_row(function, job) for job in jobs]
         if not self._raw_formulas:
-            rows = ([_defuse(cell) for cell in row] for row in rows)
+            # Nested values are JSON text starting with { or [: only the server's strings match.
+            starts = _FORMULA_STARTS
+            rows = [
+                [
+                    "'" + cell if cell.__class__ is str and cell[:1] in starts else cell
+                    for cell in row
+                ]
+                for row in rows
+            ]
         self._emit(self._render(rows))
 
 
-def _defuse(cell: Any) -> Any:
-    # Nested values are JSON text starting with { or [, so only the server's strings can match.
-    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
-        return "'" + cell
-    return cell
-
-
 class ParquetWriter:
-    """Parquet through pyarrow: the CSV columns, with the timestamps as UTC timestamps.
+    """Parquet through pyarrow: the CSV columns, typed as `arrow_schema` says.
 
-    Rows are buffered and written as row groups of ``row_group_size``; the file is only
-    readable once `close` has run.
+    Rows are buffered as Arrow record batches and written as row groups of about
+    ``row_group_size``; the file is only readable once `close` has run.
 
     Raises:
         ImportError: pyarrow is not installed (the ``parquet`` extra).
     """
 
-    def __init__(self, path: Path, *, row_group_size: int = 50_000) -> None:
+    def __init__(self, path: Path, *, row_group_size: int = ROW_GROUP_SIZE) -> None:
         self._setup(row_group_size)
-        self._file = self._pq.ParquetWriter(str(path), self._schema)
+        self._file = self._pq.ParquetWriter(
+            str(path), self._schema, memory_pool=self._rows.memory_pool
+        )
 
     def _setup(self, row_group_size: int) -> None:
         self._rows = ArrowRows()
@@ -248,7 +281,7 @@ class ParquetWriter:
     def _flush_rows(self) -> None:
         table = self._take_table()
         if table is not None:
-            self._file.write_table(table)
+            self._file.write_table(table, row_group_size=table.num_rows)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -268,25 +301,32 @@ def parts_dir_for(output: Path) -> Path:
 
 
 def _part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+    return f"part-{index:06d}.arrow"
+
+
+#: The output as it is written, inside the parts folder until `ParquetPartsWriter.assemble`.
+_ASSEMBLING: Final = "assembling.parquet"
 
 
 class ParquetPartsWriter(ParquetWriter):
-    """Parquet that can resume: a complete Parquet file per `sync`, then one file from them.
+    """Parquet that can resume: the rows of each `sync` kept as a part, the output written as
+    they come.
 
     A Parquet file is readable only once its footer is written, so a file being written cannot
-    be continued after a crash. This writer writes the rows buffered since the last `sync` as a
-    part of their own (``part-000000.parquet``, ... in `parts_dir_for` the output), fsync-ed
-    before `sync` returns, so a state saved after it covers whole parts: its length is the
-    parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
-    `assemble` then writes the output from the parts.
+    be continued after a crash. This writer keeps the rows buffered since the last `sync` as a
+    part of their own (Arrow IPC, ``part-000000.arrow``, ... in `parts_dir_for` the output),
+    fsync-ed before `sync` returns, so a state saved after it covers whole parts: its length is
+    the parts' total size, its sha256 that of their bytes in order (`verify_parquet_parts`).
+    The same rows go on into the Parquet output, in row groups of ``row_group_size``, written
+    inside the parts folder; `assemble` finishes it and moves it into place. A resumed writer
+    starts the output again from the parts the state covers.
 
     Args:
         path: the output file `assemble` writes.
         length: bytes of the parts a resumed state covers (parts after those are removed);
             0 starts afresh, removing any parts there are.
         checksum: their sha256, as `verify_parquet_parts` returns it.
-        row_group_size: rows buffered before a part is written without waiting for `sync`.
+        row_group_size: rows of a row group of the output, and at most of a part.
     """
 
     def __init__(
@@ -295,7 +335,7 @@ class ParquetPartsWriter(ParquetWriter):
         *,
         length: int = 0,
         checksum: hashlib._Hash | None = None,
-        row_group_size: int = 50_000,
+        row_group_size: int = ROW_GROUP_SIZE,
     ) -> None:
         self._setup(row_group_size)
         self._path = path
@@ -307,26 +347,53 @@ class ParquetPartsWriter(ParquetWriter):
         while self.length < length:
             self.length += (self._dir / _part_name(self._next)).stat().st_size
             self._next += 1
-        for part in self._dir.glob("part-*.parquet"):
+        for part in self._dir.glob("part-*"):
             if part.name >= _part_name(self._next):
                 part.unlink()
         self._hash = hashlib.sha256() if checksum is None else checksum
+        self._group: list[Any] = []
+        self._group_rows = 0
+        self._output = self._dir / _ASSEMBLING
+        self._file = self._pq.ParquetWriter(
+            str(self._output), self._schema, memory_pool=self._rows.memory_pool
+        )
+        self._open = True
+        for index in range(self._next):
+            with self._pa.ipc.open_stream(self._dir / _part_name(index)) as part:
+                self._to_output(part.read_all())
+
+    def _to_output(self, table: Any) -> None:
+        """Add ``table`` to the output, writing a row group once one is full."""
+        self._group.append(table)
+        self._group_rows += table.num_rows
+        if self._group_rows >= self._row_group_size:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        if self._group:
+            table = self._pa.concat_tables(self._group, memory_pool=self._rows.memory_pool)
+            self._file.write_table(table, row_group_size=table.num_rows)
+            self._group, self._group_rows = [], 0
 
     def _flush_rows(self) -> None:
         table = self._take_table()
         if table is None:
             return
-        sink = self._pa.BufferOutputStream()
-        self._pq.write_table(table, sink)
-        data = sink.getvalue().to_pybytes()
+        # Arrow's own format: writing it costs a copy, where Parquet would encode the rows
+        # once more; it is read back only by a resume.
+        sink = self._pa.BufferOutputStream(memory_pool=self._rows.memory_pool)
+        with self._pa.ipc.new_stream(sink, self._schema) as stream:
+            stream.write_table(table)
+        data = sink.getvalue()
         with open(self._dir / _part_name(self._next), "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         _fsync_directory(self._dir)
         self._next += 1
-        self.length += len(data)
+        self.length += data.size
         self._hash.update(data)
+        self._to_output(table)
 
     def sync(self) -> int:
         self._flush_rows()
@@ -337,28 +404,22 @@ class ParquetPartsWriter(ParquetWriter):
 
     def close(self) -> None:
         self._flush_rows()
+        if self._open:
+            self._write_group()
+            self._file.close()
+            self._open = False
 
     def assemble(self) -> None:
-        """Write the output from the parts, in order, replacing it atomically."""
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        with self._pq.ParquetWriter(str(tmp), self._schema) as out:
-            # Parts are as small as the time between two states; row groups need not be.
-            tables: list[Any] = []
-            for index in range(self._next):
-                tables.append(self._pq.read_table(self._dir / _part_name(index)))
-                if sum(table.num_rows for table in tables) >= self._row_group_size:
-                    out.write_table(self._pa.concat_tables(tables))
-                    tables = []
-            if tables:
-                out.write_table(self._pa.concat_tables(tables))
-        with open(tmp, "rb+") as file:
+        """Finish the output with every part's rows and move it into place atomically."""
+        self.close()
+        with open(self._output, "rb+") as file:
             os.fsync(file.fileno())
-        os.replace(tmp, self._path)
+        os.replace(self._output, self._path)
         _fsync_directory(self._path.parent)
 
     def remove_parts(self) -> None:
         """Remove the parts, once no state refers to them."""
-        for part in self._dir.glob("part-*.parquet"):
+        for part in self._dir.iterdir():
             part.unlink()
         self._dir.rmdir()
 
@@ -918,15 +979,27 @@ def _fan_out(
     concurrency: int,
     status: str | None,
     page_size: int | None,
-) -> FanOut:
-    """The fan-out over ``todo``, each listing resumed from its checkpoint in ``state``."""
+) -> FanOut | _OneListing:
+    """The fan-out over ``todo``, each listing resumed from its checkpoint in ``state``; one
+    listing alone is read with read-ahead instead (`_OneListing`)."""
     resume = {
         str(ref): checkpoint
         for ref in todo
         if (checkpoint := state.listings[str(ref)].checkpoint) is not None
     }
-    # No read-ahead in the fan-out: at most `concurrency` requests in flight.
     try:
+        if len(todo) == 1 and concurrency > 1:
+            ref = todo[0]
+            paginator = sieve.list_function_jobs(
+                ref.owner_name,
+                ref.name,
+                status=status,
+                page_size=page_size,
+                resume=resume.get(str(ref)),
+                read_ahead=min(ONE_LISTING_READ_AHEAD, concurrency - 1),
+            )
+            return _OneListing(ref, paginator, resume.get(str(ref)))
+        # No read-ahead in the fan-out: at most `concurrency` requests in flight.
         return sieve.list_jobs_for_functions(
             todo,
             concurrency=concurrency,
@@ -942,6 +1015,69 @@ def _fan_out(
         # listing (or status) than the one it is resumed for.
         where = "the resume state" if state_path is None else str(state_path)
         raise StateError(f"{where} does not fit this export: {exc}") from exc
+
+
+#: Pages fetched ahead of the one being written when an export reads a single listing.
+ONE_LISTING_READ_AHEAD: Final = 2
+
+
+class _OneListing:
+    """One listing with the part of `FanOut`'s interface the export loop uses.
+
+    A fan-out has one request in flight per listing, so an export of a single listing would
+    wait for each page while the server makes it, then make the server wait while it writes.
+    Read-ahead lets the two overlap (the request slots the fan-out would leave idle), with the
+    same checkpoints: each page is handed out whole, so its checkpoint covers all of it.
+    """
+
+    def __init__(
+        self, ref: FunctionRef, paginator: AsyncPaginator[Job], resumed: Checkpoint | None
+    ) -> None:
+        self._ref = ref
+        self._paginator = paginator
+        self._checkpoint = resumed
+        self.done: set[FunctionRef] = set()
+        self.failures: list[tuple[FunctionRef, SieveError]] = []
+        self._pages: AsyncIterator[Page[Job]] | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._paginator.aclose()
+
+    def pages(self) -> Self:
+        """``(ref, jobs)`` a page at a time; a failure is recorded in `failures`, as
+        ``on_error="continue"`` does."""
+        self._pages = self._paginator.pages()
+        return self
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> tuple[FunctionRef, Sequence[Job]]:
+        ref = self._ref
+        if ref in self.done or self.failures or self._pages is None:
+            raise StopAsyncIteration
+        try:
+            page = await anext(self._pages)
+        except StopAsyncIteration:
+            self.done.add(ref)
+            raise
+        except SieveError as error:
+            logger.info("listing %s failed: %s", ref, error)
+            self.failures.append((ref, error))
+            raise StopAsyncIteration from None
+        self._checkpoint = page.checkpoint_after(len(page.items))
+        return ref, page.items
+
+    def stop(self, ref: FunctionRef) -> None:
+        """End the listing: no more of its pages are handed out, and it counts as done."""
+        self.done.add(ref)
+
+    def checkpoint_of(self, ref: FunctionRef) -> Checkpoint | Literal["done"] | None:
+        """``"done"``, or the checkpoint after the last page handed out (or resumed from)."""
+        return "done" if ref in self.done else self._checkpoint
 
 
 class _Window:
@@ -1012,7 +1148,7 @@ def _record(listing: ListingState, checkpoint: Checkpoint | Literal["done"] | No
         listing.checkpoint = checkpoint
 
 
-def _tally(result: ExportResult, jobs_by_page: FanOut, listings: int) -> None:
+def _tally(result: ExportResult, jobs_by_page: FanOut | _OneListing, listings: int) -> None:
     """Bring the listing counts of ``result`` up to date; runs after every page, so it only
     counts (the list of completed listings is made once, at the end)."""
     finished = jobs_by_page.done

@@ -67,10 +67,11 @@ async def export(
     """Export the jobs of ``functions`` into the file ``output``, resumably.
 
     What ``sieve-async export`` does, from Python: JSONL (each job as the API sent it, plus
-    ``"_sieve_function": "owner/name"``), CSV or Parquet; failed listings do not stop the
-    others. A resume state is kept beside the output (``<output>.state.json``; Parquet also
-    keeps its rows as parts in ``<output>.parts`` until it is assembled) while it runs: after
-    an interruption (an exception, Ctrl-C, ``kill -9``), calling again with ``resume=True``
+    ``"_sieve_function": "owner/name"``, its timestamps as UTC text), CSV or Parquet (nested
+    fields as Arrow structs and lists); failed listings do not stop the others. A resume
+    state is kept beside the output (``<output>.state.json``; Parquet also keeps its rows as
+    parts in ``<output>.parts`` until the file is finished) while it runs: after an
+    interruption (an exception, Ctrl-C, ``kill -9``), calling again with ``resume=True``
     checks that the part already written is unchanged, drops what was written after the last
     state, and continues, so every job ends up in the file exactly once. The state is removed
     once every listing is exported. An output that is not a regular file (``/dev/null``, a

@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the jobs of functions to JSONL, CSV or Parquet",
         description=(
             "Export the jobs of one or more functions. Reads SIEVE_API_KEY, and SIEVE_API_URL "
-            f"if set. JSONL lines are the server's job objects unchanged plus {FUNCTION_KEY!r} "
-            "(the function's OWNER/NAME)."
+            f"if set. JSONL lines are the server's job objects plus {FUNCTION_KEY!r} (the "
+            "function's OWNER/NAME), with timestamps in UTC as 2025-05-30T12:00:00.123456Z, "
+            "as in CSV; Parquet types nested fields as structs and lists."
         ),
     )
     ex.add_argument(

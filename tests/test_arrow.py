@@ -93,3 +93,91 @@ async def test_without_pyarrow_to_arrow_names_the_extra_before_any_request(
         with pytest.raises(ImportError, match=r"pip install 'sieve-async\[parquet\]'"):
             await sieve.list_jobs_for_functions(["sieve/a"]).to_arrow()
     assert fake.requests == []
+
+
+async def test_nested_columns_are_arrow_structs_and_lists(serve_payloads: Any) -> None:
+    """``function`` is a struct, ``inputs`` and ``outputs`` lists of structs with ``data`` as
+    JSON text, an output that is a list of items gives one struct per item with its position,
+    ``restarts`` a list of structs with UTC timestamps."""
+    items = [
+        {
+            "id": "j1",
+            "function": {"name": "a", "owner_name": "sieve"},
+            "created_at": "2025-05-30T12:00:00.000001+05:30",
+            "inputs": {
+                "video": {"type": "sieve.Video", "name": "video", "data": {"url": "u"}},
+                "count": 3,
+            },
+            "outputs": [
+                {"type": "str", "data": "x", "is_optional": True},
+                [{"type": "str", "data": 1}, {"type": "str", "data": None}],
+            ],
+            "restarts": [{"timestamp": "2025-05-30T12:00:01Z", "reason": "oom", "run_id": "r"}],
+            "children": {"segments": [1, None]},
+        },
+        {"id": "j2", "function": None, "inputs": {}, "outputs": [], "restarts": None},
+    ]
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = items
+        table = await sieve.list_function_jobs("sieve", "a").to_arrow()
+    schema = table.schema
+    assert schema.field("function").type == pa.struct(
+        [("name", pa.string()), ("owner_name", pa.string())]
+    )
+    assert pa.types.is_list(schema.field("inputs").type)
+    assert schema.field("inputs").type.value_type.names[:4] == ["input", "type", "name", "data"]
+    assert schema.field("outputs").type.value_type.field("output").type == pa.int32()
+    assert schema.field("restarts").type.value_type.field("timestamp").type == pa.timestamp(
+        "us", tz="UTC"
+    )
+    first, second = table.to_pylist()
+    assert first["function"] == {"name": "a", "owner_name": "sieve"}
+    assert first["created_at"] == datetime(2025, 5, 30, 6, 30, 0, 1, tzinfo=UTC)
+    assert [(i["input"], i["type"], i["data"]) for i in first["inputs"]] == [
+        ("video", "sieve.Video", '{"url":"u"}'),
+        ("count", None, "3"),
+    ]
+    assert [(o["output"], o["data"], o["is_optional"]) for o in first["outputs"]] == [
+        (0, '"x"', True),
+        (1, "1", None),
+        (1, None, None),
+    ]
+    assert first["restarts"] == [
+        {
+            "timestamp": datetime(2025, 5, 30, 12, 0, 1, tzinfo=UTC),
+            "reason": "oom",
+            "type": None,
+            "run_id": "r",
+        }
+    ]
+    assert first["children"] == '{"segments":[1,null]}'
+    assert (second["function"], second["inputs"], second["outputs"], second["restarts"]) == (
+        None,
+        [],
+        [],
+        None,
+    )
+
+
+async def test_values_of_another_json_type_are_kept_as_text_or_left_empty(
+    serve_payloads: Any,
+) -> None:
+    """A field of another JSON type than documented does not cost the page: a scalar becomes
+    text, a nested field that cannot be its struct is empty, an input's text fields hold the
+    JSON of what came."""
+    items = [
+        {
+            "id": 7,
+            "status": 3,
+            "function": "sieve/a",
+            "inputs": {"x": {"type": 5, "name": ["n"], "is_optional": "yes"}},
+            "outputs": {"not": "a list"},
+        }
+    ]
+    async with serve_payloads() as (payloads, sieve):
+        payloads.items["/v2/functions/sieve/a/jobs"] = items
+        table = await sieve.list_function_jobs("sieve", "a").to_arrow()
+    (row,) = table.to_pylist()
+    assert (row["id"], row["status"], row["function"], row["outputs"]) == ("7", "3", None, None)
+    (value,) = row["inputs"]
+    assert (value["type"], value["name"], value["is_optional"]) == ("5", '["n"]', None)

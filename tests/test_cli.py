@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,14 +192,30 @@ def test_fake_server_stops_cleanly_on_sigterm() -> None:
     assert srv.stop() == 0
 
 
-def test_jsonl_holds_each_server_job_unchanged(fake: ServedFake, run: Run, tmp_path: Path) -> None:
-    """Each JSONL line is the server's job object plus the function key, in server order."""
+def _utc_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+def test_jsonl_holds_each_server_job_with_utc_timestamps(
+    fake: ServedFake, run: Run, tmp_path: Path
+) -> None:
+    """Each JSONL line is the server's job object plus the function key, in server order, its
+    timestamps written as UTC text of one form."""
     out = tmp_path / "jobs.jsonl"
     names = fake.functions[:2]
     result = run("export", *names, "-o", str(out), env=fake.variables())
     assert result.returncode == 0, result.stderr
     assert f"exported {2 * JOBS:,} jobs" in result.stderr
     expected = expected_jobs(fake.functions)
+    for jobs in expected.values():
+        for job in jobs:
+            for key in ("created_at", "started_at", "completed_at"):
+                job[key] = _utc_text(job[key])
     got: dict[str, list[Any]] = {name: [] for name in names}
     for line in read_jsonl(out):
         got[line.pop(FUNCTION_KEY)].append(line)

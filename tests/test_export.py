@@ -646,3 +646,41 @@ async def test_export_keeps_integers_beyond_64_bits_and_lone_surrogates(
         assert json.loads(rows[0]["outputs"]) == [{"data": -(2**64)}]
         assert json.loads(rows[0]["_extra"]) == {"extra": 10**30}
         assert json.loads(rows[1]["inputs"]) == {"t": "\ud800"}
+
+
+def test_every_format_writes_timestamps_in_utc_alike(tmp_path: Path) -> None:
+    """JSONL and CSV write each timestamp as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC, whatever
+    form RFC 3339 allowed the server, and Parquet holds the same instants; a value that is
+    not a date-time stays as it came in the text formats."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    sent = {
+        "created_at": "2025-05-30T12:00:00.5+05:30",
+        "started_at": "2025-05-30t06:30:01z",
+        "completed_at": "2025-05-30T06:30:02.123456",
+    }
+    rendered = {
+        "created_at": "2025-05-30T06:30:00.500000Z",
+        "started_at": "2025-05-30T06:30:01.000000Z",
+        "completed_at": "2025-05-30T06:30:02.123456Z",
+    }
+    jobs = [job(id="a", **sent), job(id="b", created_at="yesterday")]
+    lines = io.BytesIO()
+    JsonlWriter(lines, owned=False, durable=False).write(REF, jobs)
+    first, second = (json.loads(line) for line in lines.getvalue().splitlines())
+    assert {key: first[key] for key in rendered} == rendered
+    assert second["created_at"] == "yesterday"
+    text = io.BytesIO()
+    CsvWriter(text, owned=False, durable=False).write(REF, jobs)
+    rows = list(csv.DictReader(io.StringIO(text.getvalue().decode())))
+    assert {key: rows[0][key] for key in rendered} == rendered
+    assert rows[1]["created_at"] == "yesterday"
+    path = tmp_path / "jobs.parquet"
+    writer = ParquetWriter(path)
+    writer.write(REF, jobs)
+    writer.close()
+    table = pq.read_table(path).to_pylist()
+    assert {
+        key: table[0][key].isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for key in rendered
+    } == rendered
+    assert table[1]["created_at"] is None

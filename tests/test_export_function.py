@@ -189,3 +189,32 @@ async def test_bad_arguments_are_refused_before_anything_happens(
             await sieve_async.export(sieve, **options)
     assert fake.requests == []
     assert os.listdir(tmp_path) == []
+
+
+async def test_a_single_listing_failing_part_way_keeps_what_it_wrote(tmp_path: Path) -> None:
+    """One listing is read with read-ahead; a failure after its first page is a failure of
+    that listing, as in a fan-out: the page is in the file and the state resumes after it."""
+    from aiohttp import web
+    from servers import app_server
+
+    first = [{"id": "j1", "status": "finished"}, {"id": "j2", "status": "finished"}]
+
+    async def jobs(request: web.Request) -> web.Response:
+        if request.query.get("offset") == "0":
+            return web.json_response({"data": first, "next_offset": 2})
+        return web.json_response({"detail": "Function not found."}, status=404)
+
+    out = tmp_path / "jobs.jsonl"
+    async with (
+        app_server({"/v2/functions/sieve/a/jobs": jobs}) as url,
+        sieve_async.SieveClient(api_key="k", base_url=url) as sieve,
+    ):
+        result = await sieve_async.export(sieve, ["sieve/a"], out, page_size=2)
+    assert [(str(ref), type(error).__name__) for ref, error in result.failures] == [
+        ("sieve/a", "SieveNotFoundError")
+    ]
+    assert (result.jobs, result.completed) == (2, [])
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["j1", "j2"]
+    state = json.loads((tmp_path / "jobs.jsonl.state.json").read_bytes())
+    assert state["listings"]["sieve/a"]["checkpoint"]["last_id"] == "j2"
+    assert state["listings"]["sieve/a"]["done"] is False
