@@ -71,8 +71,9 @@ FULL = Sizes(
     concurrency_rounds=5,
     rss_small=100_000,
     rss_large=1_000_000,
+    # One round of a million jobs per format and contender: about ten minutes.
     export_jobs=1_000_000,
-    export_rounds=3,
+    export_rounds=1,
 )
 
 
