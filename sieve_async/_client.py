@@ -321,7 +321,7 @@ class SieveClient(AsyncClosable):
                 string); each listing stops at its first older job (see `JobListingOptions`).
             until: only jobs created before this time.
             max_items: stop after this many jobs from all listings together.
-            page_size: the ``limit`` to ask for.
+            page_size: the new jobs to ask for per request (see `ListingOptions`).
             on_error: ``"raise"`` stops everything at the first failed listing and raises its
                 error; ``"continue"`` finishes the others and records failures in ``.failures``.
             buffer_size: pages held between the producers and the consumer (default: 1);

@@ -19,7 +19,9 @@ class ListingOptions(TypedDict, total=False):
     """The keyword options of every ``list_*`` method.
 
     Keys:
-        page_size: the ``limit`` to ask for; the server may cap it lower.
+        page_size: the new items to ask for per request (the ``limit``; every request after
+            the first asks for one more, the last item delivered, which keeps delivery exactly
+            once); the server may cap it lower.
         offset: skip this many items first.
         max_items: stop after this many items.
         read_ahead: fetch up to this many further pages while the current one is consumed.

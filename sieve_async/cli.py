@@ -209,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--max-jobs", type=_positive_int, metavar="N", help="stop after N jobs in all")
     ex.add_argument(
-        "--page-size", type=_positive_int, metavar="N", help="jobs to ask for per request"
+        "--page-size",
+        type=_positive_int,
+        metavar="N",
+        help="new jobs to ask for per request (after the first, the limit sent is one more)",
     )
     ex.add_argument(
         "--resume",
