@@ -35,6 +35,19 @@ async def app_server(
         await runner.cleanup()
 
 
+async def send_chunked(
+    request: web.Request, body: bytes, chunk: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Answer ``request`` with ``body`` in chunks of ``chunk`` bytes, without a Content-Length."""
+    response = web.StreamResponse(headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(body), chunk):
+        await response.write(body[start : start + chunk])
+    await response.write_eof()
+    return response
+
+
 class ThreadedFake:
     """A `FakeSieve` served from a thread of its own, for a client in this thread that is not
     on an event loop (a command run in-process, a process, ``requests``). Started at once;

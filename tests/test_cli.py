@@ -327,19 +327,39 @@ def test_missing_key_is_one_clear_line(run: Run, tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def wait_until(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, ended: str, stuck: str
+) -> None:
+    """Poll ``ready`` while ``proc`` runs: ``ended`` if it exits first, ``stuck`` after 30 s."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert proc.poll() is None, ended
+        assert time.monotonic() < deadline, stuck
+        time.sleep(0.02)
+
+
+def saved_state(state: Path) -> dict[str, Any]:
+    """The export's resume state as last saved, or ``{}`` before the first save (or mid-write)."""
+    try:
+        document: dict[str, Any] = json.loads(state.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return document
+
+
 def wait_for_progress(state: Path, out: Path, proc: subprocess.Popen[bytes]) -> None:
     """Until the export has saved a state covering some jobs and written more lines since."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the export finished before it could be interrupted"
-        try:
-            covered = json.loads(state.read_bytes())["jobs"]
-        except (FileNotFoundError, ValueError):
-            covered = 0
-        if covered and out.stat().st_size > json.loads(state.read_bytes())["length"]:
-            return
-        time.sleep(0.02)
-    pytest.fail("the export made no progress")
+
+    def progressed() -> bool:
+        saved = saved_state(state)
+        return bool(saved.get("jobs")) and out.stat().st_size > saved["length"]
+
+    wait_until(
+        proc,
+        progressed,
+        ended="the export finished before it could be interrupted",
+        stuck="the export made no progress",
+    )
 
 
 @pytest.mark.parametrize("how", ["kill -9", "Ctrl-C"])
@@ -419,11 +439,12 @@ def test_second_export_into_the_same_file_exits_2_naming_the_holder(
     args = [CLI, "export", *slow_fake.functions, "--concurrency", "1", "-o", str(out)]
     with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as first:
         try:
-            deadline = time.monotonic() + 30
-            while not (out.exists() and out.stat().st_size > 0):
-                assert first.poll() is None, "the first export ended before the second started"
-                assert time.monotonic() < deadline, "the first export wrote nothing"
-                time.sleep(0.01)
+            wait_until(
+                first,
+                lambda: out.exists() and out.stat().st_size > 0,
+                ended="the first export ended before the second started",
+                stuck="the first export wrote nothing",
+            )
             second = run(*args[1:], env=slow_fake.variables())
             slow_fake.fake.latency = 0  # the first need not be slow any more
             _, stderr = first.communicate(timeout=TIMEOUT)
@@ -922,16 +943,12 @@ def test_parquet_export_killed_halfway_resumes_with_every_job_once(
     args = [CLI, "export", *slow_fake.functions, "--concurrency", "2", "-o", str(out)]
     with subprocess.Popen(args, env=slow_fake.env(), stderr=subprocess.PIPE) as proc:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, "the export finished before it could be killed"
-                assert time.monotonic() < deadline, "the export made no progress"
-                try:
-                    if json.loads(state.read_bytes())["jobs"] > 0:
-                        break
-                except (FileNotFoundError, ValueError):
-                    pass
-                time.sleep(0.02)
+            wait_until(
+                proc,
+                lambda: saved_state(state).get("jobs", 0) > 0,
+                ended="the export finished before it could be killed",
+                stuck="the export made no progress",
+            )
             proc.kill()
             proc.communicate(timeout=TIMEOUT)
         finally:

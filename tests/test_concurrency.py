@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -307,18 +308,29 @@ async def test_aclose_right_after_a_task_finished() -> None:
     assert len(registry) == 0
 
 
+async def hand_out_stopping(jobs: Any, stop: Callable[[], None]) -> dict[str, list[str]]:
+    """The job ids a fan-out of sieve/a and sieve/b hands out per listing; ``stop`` is called
+    once, at the 5th job of sieve/a."""
+    seen: dict[str, list[str]] = {"sieve/a": [], "sieve/b": []}
+    async for ref, job in jobs:
+        seen[str(ref)].append(job.id)
+        if str(ref) == "sieve/a" and len(seen["sieve/a"]) == 5:
+            stop()
+    return seen
+
+
 async def test_fanout_stop_mid_page_hands_out_nothing_more_of_that_listing(serve: Any) -> None:
     """stop() on the listing whose page is being handed out drops the rest of that page."""
     a, b = "sieve/a", "sieve/b"
     async with serve(functions={a: 200, b: 200}, page_cap=40) as (fake, sieve):
         jobs = sieve.list_jobs_for_functions([a, b], concurrency=1)
-        seen: dict[str, list[str]] = {a: [], b: []}
-        async for ref, job in jobs:
-            seen[str(ref)].append(job.id)
-            if str(ref) == a and len(seen[a]) == 5:
-                jobs.stop(ref)
-                assert a in {str(r) for r in jobs.done}
-                assert jobs.checkpoints[a] == "done"
+
+        def stop_a() -> None:
+            jobs.stop(a)
+            assert a in {str(r) for r in jobs.done}
+            assert jobs.checkpoints[a] == "done"
+
+        seen = await hand_out_stopping(jobs, stop_a)
         assert seen[a] == [job["id"] for job in fake.jobs(a)][:5]
         assert seen[b] == [job["id"] for job in fake.jobs(b)]
         assert jobs.checkpoints == {a: "done", b: "done"}
@@ -330,11 +342,7 @@ async def test_fanout_stop_of_another_listing_keeps_the_current_page(serve: Any)
     a, b = "sieve/a", "sieve/b"
     async with serve(functions={a: 200, b: 200}, page_cap=40) as (fake, sieve):
         jobs = sieve.list_jobs_for_functions([a, b], concurrency=1)
-        seen: dict[str, list[str]] = {a: [], b: []}
-        async for ref, job in jobs:
-            seen[str(ref)].append(job.id)
-            if str(ref) == a and len(seen[a]) == 5:
-                jobs.stop(b)
+        seen = await hand_out_stopping(jobs, lambda: jobs.stop(b))
         assert seen[a] == [job["id"] for job in fake.jobs(a)]
         assert seen[b] == [job["id"] for job in fake.jobs(b)][: len(seen[b])]
         assert len(seen[b]) % 40 == 0, "pages of the stopped listing came whole or not at all"

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from servers import app_server
+from servers import app_server, send_chunked
 from yarl import URL
 
 from sieve_async import (
@@ -104,13 +104,7 @@ async def test_compression_bomb_is_capped_by_decoded_size(
         headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
         if framing == "content-length":
             return web.Response(body=body, headers=headers)
-        response = web.StreamResponse(headers=headers)
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for start in range(0, len(body), 4096):
-            await response.write(body[start : start + 4096])
-        await response.write_eof()
-        return response
+        return await send_chunked(request, body, 4096, headers)
 
     async with app_server({JOBS: bomb}) as url:
         error = await failure(url, max_response_bytes=1 << 20, max_retries=0)
@@ -938,13 +932,7 @@ async def test_body_without_length_is_counted_against_the_cap(size: int, cap: in
     async def chunked(request: web.Request) -> web.StreamResponse:
         nonlocal hits
         hits += 1
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for start in range(0, len(body), 100):
-            await response.write(body[start : start + 100])
-        await response.write_eof()
-        return response
+        return await send_chunked(request, body, 100, {"Content-Type": "application/json"})
 
     async with app_server({JOBS: chunked}) as url:
         await read_under_cap(url, size, cap, r"the body exceeds the 3999-byte cap")
