@@ -883,12 +883,17 @@ async def test_at_most_five_redirects_are_followed(hops: int, followed: bool) ->
     assert paths == [JOBS] + [f"/hop/{step}" for step in range(1, min(hops, 5) + 1)]
 
 
+def padded_page(size: int) -> bytes:
+    """A last page holding job ``j1``, padded with spaces to ``size`` bytes."""
+    page = b'{"data": [{"id": "j1"}], "next_offset": -1}'
+    return page[:-1] + b" " * (size - len(page)) + b"}"
+
+
 @pytest.mark.parametrize(("size", "cap"), [(4000, 3999), (4000, 4000)])
 async def test_announced_length_is_checked_against_the_cap(size: int, cap: int) -> None:
     """A Content-Length over the cap is refused before the body is read, once, naming both
     numbers; a body exactly at the cap is read."""
-    page = b'{"data": [{"id": "j1"}], "next_offset": -1}'
-    body = page[:-1] + b" " * (size - len(page)) + b"}"
+    body = padded_page(size)
     hits = 0
 
     async def sized(request: web.Request) -> web.Response:
@@ -925,8 +930,7 @@ async def read_under_cap(url: str, size: int, cap: int, refusal: str) -> None:
 async def test_body_without_length_is_counted_against_the_cap(size: int, cap: int) -> None:
     """A chunked body without Content-Length: one byte over the cap is refused, once, saying
     so; exactly at the cap is read."""
-    page = b'{"data": [{"id": "j1"}], "next_offset": -1}'
-    body = page[:-1] + b" " * (size - len(page)) + b"}"
+    body = padded_page(size)
     hits = 0
 
     async def chunked(request: web.Request) -> web.StreamResponse:
