@@ -290,20 +290,6 @@ def _optional_hook(tp: Any) -> Hook:
     if fused is not None:
         return fused
     hook = converter.get_structure_hook(inner)
-    fast = _FAST.get(inner)
-    if fast is not None:
-
-        def structure_model_or_none(value: Any, _: Any) -> Any:
-            if value.__class__ is dict:
-                try:
-                    return fast(value)
-                except Exception:  # the nested hook says where
-                    pass
-            elif value is None:
-                return None
-            return hook(value, inner)
-
-        return structure_model_or_none
 
     def structure_optional(value: Any, _: Any) -> Any:
         return None if value is None else hook(value, inner)
@@ -438,11 +424,6 @@ def _structure_output(value: Any, _: Any) -> JobIO | list[JobIO]:
     # Job.outputs: items are InputOutput or arrays of InputOutput (OpenAPI schema "Job").
     if value.__class__ is list:
         return cast(list[JobIO], _outputs_list(value, list[JobIO]))
-    if value.__class__ is dict:
-        try:
-            return cast(JobIO, _job_io_fast(value))
-        except Exception:  # the nested hook says where
-            pass
     return cast(JobIO, _job_io(value, JobIO))
 
 
